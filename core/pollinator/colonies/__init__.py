@@ -1,0 +1,1 @@
+"""Everything that speaks the Colonies protocol: keys, wire models, the RPC client."""

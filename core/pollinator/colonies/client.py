@@ -1,0 +1,152 @@
+"""Sync and async Colonies clients over one message implementation.
+
+Both reuse one HTTP connection pool, put a timeout on every call, and retry
+with exponential backoff: any call whose request never left (connect errors),
+and idempotent calls on resets, timeouts and 5xx. A submit is never resent
+after it may have reached the server; the run pipeline's client token covers
+that case instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any, Optional
+
+import httpx
+
+from pollinator.colonies import crypto
+from pollinator.colonies.rpc import Call, Messages, decode_reply, encode_envelope
+from pollinator.errors import ColoniesError, ServerError, Unreachable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 5
+
+
+def _base_url(host: str, port: int, tls: bool) -> str:
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def _backoff(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
+    return min(cap, base * (2**attempt)) * (0.5 + random.random() / 2)
+
+
+def _should_retry(call: Call, exc: Exception) -> bool:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return True  # nothing reached the server
+    if not call.idempotent:
+        return False
+    return isinstance(exc, httpx.TransportError | ServerError)
+
+
+class _Base(Messages):
+    def __init__(self, host: str, port: int, prvkey: str, colony_name: str = "", *, tls: bool = False,
+                 verify: bool = True, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES):
+        self.host, self.port, self.tls = host, int(port), tls
+        self.url = _base_url(host, self.port, tls) + "/api"
+        self.colony_name = colony_name
+        self._prvkey = prvkey
+        self.timeout = timeout
+        self.retries = retries
+        self.verify = verify
+
+    @property
+    def identity(self) -> str:
+        """The id this client signs as (never the key)."""
+        return crypto.id_from_private_key(self._prvkey)
+
+    def with_key(self, prvkey: str) -> "_Base":
+        """A client for the same server signing with another key (shares nothing secret)."""
+        return type(self)(self.host, self.port, prvkey, self.colony_name, tls=self.tls, verify=self.verify,
+                          timeout=self.timeout, retries=self.retries)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.url!r}, colony={self.colony_name!r})"
+
+    def _request(self, call: Call) -> tuple[dict[str, str], httpx.Timeout]:
+        envelope = encode_envelope(call.message, self._prvkey)
+        timeout = httpx.Timeout(self.timeout + call.extra_timeout, connect=min(self.timeout, 10.0))
+        return envelope, timeout
+
+    def _wrap_transport_error(self, call: Call, exc: Exception) -> ColoniesError:
+        return Unreachable(f"cannot reach the Colonies server at {self.url}: {type(exc).__name__}: {exc}",
+                           msgtype=call.msgtype)
+
+
+class ColoniesClient(_Base):
+    """Blocking client; safe to share between threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._http = httpx.Client(verify=self.verify, limits=httpx.Limits(max_connections=64,
+                                                                          max_keepalive_connections=32))
+
+    def _do(self, call: Call) -> Any:
+        envelope, timeout = self._request(call)
+        attempt = 0
+        while True:
+            try:
+                resp = self._http.post(self.url, json=envelope, timeout=timeout)
+                return call.parse(decode_reply(resp.status_code, resp.content, call.msgtype))
+            except (httpx.TransportError, ServerError) as exc:
+                if attempt >= self.retries or not _should_retry(call, exc):
+                    if isinstance(exc, ColoniesError):
+                        raise
+                    raise self._wrap_transport_error(call, exc) from exc
+                delay = _backoff(attempt)
+                log.debug("retrying %s in %.2fs after %s", call.msgtype, delay, type(exc).__name__)
+                time.sleep(delay)
+                attempt += 1
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ColoniesClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncColoniesClient(_Base):
+    """Asyncio client for the Airflow trigger and Prefect async tasks."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._http: Optional[httpx.AsyncClient] = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(verify=self.verify, limits=httpx.Limits(max_connections=256,
+                                                                                  max_keepalive_connections=64))
+        return self._http
+
+    async def _do(self, call: Call) -> Any:
+        envelope, timeout = self._request(call)
+        attempt = 0
+        while True:
+            try:
+                resp = await self._client().post(self.url, json=envelope, timeout=timeout)
+                return call.parse(decode_reply(resp.status_code, resp.content, call.msgtype))
+            except (httpx.TransportError, ServerError) as exc:
+                if attempt >= self.retries or not _should_retry(call, exc):
+                    if isinstance(exc, ColoniesError):
+                        raise
+                    raise self._wrap_transport_error(call, exc) from exc
+                await asyncio.sleep(_backoff(attempt))
+                attempt += 1
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> "AsyncColoniesClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

@@ -1,0 +1,88 @@
+"""The small exception hierarchy every Pollinator module raises.
+
+One base class lets the CLI print one clean line (never a traceback) and lets
+adapters catch everything that is "ours" without catching programming errors.
+"""
+
+from __future__ import annotations
+
+
+class PollinatorError(Exception):
+    """Base of every error Pollinator raises on purpose."""
+
+
+class ConfigError(PollinatorError):
+    """Settings (env vars, connection fields, block fields) are missing or wrong."""
+
+
+class ProjectError(PollinatorError):
+    """project.yaml or job arguments are invalid. Nothing was submitted."""
+
+
+class SyncError(PollinatorError):
+    """A ColonyFS transfer failed; the message names the file."""
+
+
+class UnsafePathError(SyncError):
+    """A server record would write outside the target directory."""
+
+
+class JobFailed(PollinatorError):
+    """The remote process ended FAILED or CANCELLED."""
+
+    def __init__(self, message: str, *, process_id: str = "", state: str = "", errors: list[str] | None = None):
+        super().__init__(message)
+        self.process_id = process_id
+        self.state = state
+        self.errors = list(errors or [])
+
+
+class ColoniesError(PollinatorError):
+    """An error reply from a Colonies server, keeping its HTTP status and message."""
+
+    def __init__(self, message: str, *, status: int = 0, msgtype: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.msgtype = msgtype
+
+    def __str__(self) -> str:
+        where = f" ({self.msgtype})" if self.msgtype else ""
+        code = f"HTTP {self.status}: " if self.status else ""
+        return f"{code}{self.message}{where}"
+
+
+class BadRequest(ColoniesError):
+    """HTTP 400: the server rejected the message."""
+
+
+class AccessDenied(ColoniesError):
+    """HTTP 403: wrong key, not a member, or not allowed for this identity."""
+
+
+class NotFound(ColoniesError):
+    """HTTP 404: no such process/file/executor (or nothing to assign)."""
+
+
+class ServerError(ColoniesError):
+    """HTTP 5xx (the real server also answers 500 for some 'not found' cases)."""
+
+
+class Unreachable(ColoniesError):
+    """The server could not be reached (connection refused, timeout, reset)."""
+
+
+def error_for_status(status: int, message: str, msgtype: str = "") -> ColoniesError:
+    """Map an error reply to the matching exception class."""
+    cls: type[ColoniesError]
+    if status == 400:
+        cls = BadRequest
+    elif status in (401, 403):
+        cls = AccessDenied
+    elif status == 404:
+        cls = NotFound
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = ColoniesError
+    return cls(message, status=status, msgtype=msgtype)
