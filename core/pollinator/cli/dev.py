@@ -1,0 +1,120 @@
+"""`pollinator dev`: a whole colony on this machine for development, demos and tests."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pollinator.dev.colony import DEFAULT_DATA_DIR, LocalColony
+from pollinator.errors import ConfigError, PollinatorError
+
+dev_app = typer.Typer(help="Run a local colony: Colonies server, S3 endpoint and two local executors.",
+                      invoke_without_command=True, no_args_is_help=False)
+console = Console(stderr=True)
+
+DataDir = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Where the colony keeps its state, keys and logs.")
+
+
+def _fail(exc: Exception, code: int) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code)
+
+
+@dev_app.callback()
+def dev(ctx: typer.Context, data_dir: Path = DataDir,
+        detach: bool = typer.Option(False, "--detach", "-d", help="Start in the background and return."),
+        port: Optional[int] = typer.Option(None, help="Colonies server port (default 50080 or a free one)."),
+        s3_port: Optional[int] = typer.Option(None, help="S3 endpoint port (default: a free one)."),
+        max_jobs: int = typer.Option(4, help="Jobs each local executor runs at once.")) -> None:
+    """Start the local colony (foreground unless --detach; Ctrl-C stops it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    colony = LocalColony(data_dir, port=port, s3_port=s3_port, max_jobs=max_jobs)
+    if colony.is_running():
+        console.print(f"A local colony is already running from {colony.data_dir}.")
+        _summary(colony)
+        if not detach:
+            console.print("Stop it with `pollinator dev stop` first to run it in the foreground.")
+        return
+    try:
+        with console.status("Starting the local colony..."):
+            colony.start()
+    except ConfigError as exc:
+        raise _fail(exc, 2) from None
+    except PollinatorError as exc:
+        raise _fail(exc, 1) from None
+    _summary(colony)
+    if detach:
+        console.print("Running in the background. Use it with:  [bold]source <(pollinator dev env)[/bold]"
+                      "   Stop it with: [bold]pollinator dev stop[/bold]")
+        return
+    console.print("Press Ctrl-C to stop.")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        state = colony.read_state()
+        if state is None or "server" not in state.running_pids():
+            console.print("[red]the local Colonies server exited[/red]; stopping.")
+            break
+    with console.status("Stopping..."):
+        colony.stop()
+    console.print("Stopped.")
+
+
+def _summary(colony: LocalColony) -> None:
+    env = colony.env()
+    state = colony.read_state()
+    table = Table(title="Local colony", show_header=False)
+    table.add_row("Colonies server", f"http://{env['COLONIES_SERVER_HOST']}:{env['COLONIES_SERVER_PORT']}")
+    table.add_row("colony", env["COLONIES_COLONY_NAME"])
+    table.add_row("S3 endpoint", f"http://{env['AWS_S3_ENDPOINT']}  bucket {env['AWS_S3_BUCKET']}")
+    table.add_row("executors", ", ".join(state.executors) if state else "-")
+    table.add_row("data dir", str(colony.data_dir))
+    table.add_row("env file (keys, 0600)", str(colony.env_path))
+    console.print(table)
+
+
+@dev_app.command("env")
+def env_command(data_dir: Path = DataDir) -> None:
+    """Print `export` lines for the running local colony (source <(pollinator dev env))."""
+    colony = LocalColony(data_dir)
+    try:
+        env = colony.env()
+    except ConfigError as exc:
+        raise _fail(exc, 2) from None
+    for key, value in env.items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+@dev_app.command("stop")
+def stop_command(data_dir: Path = DataDir) -> None:
+    """Stop the local colony started from this data dir."""
+    colony = LocalColony(data_dir)
+    if not colony.is_running():
+        console.print(f"No local colony is running from {colony.data_dir}.")
+        return
+    stopped = colony.stop()
+    console.print(f"Stopped: {', '.join(stopped)}")
+
+
+@dev_app.command("status")
+def status_command(data_dir: Path = DataDir) -> None:
+    """Say whether a local colony runs from this data dir, and its parts."""
+    colony = LocalColony(data_dir)
+    state = colony.read_state()
+    if not state:
+        console.print(f"No local colony in {colony.data_dir}.")
+        raise typer.Exit(1)
+    alive = state.running_pids()
+    for name, pid in state.pids.items():
+        console.print(f"{name:24} pid {pid:<8} {'running' if name in alive else 'stopped'}")
+    if "server" not in alive:
+        raise typer.Exit(1)
