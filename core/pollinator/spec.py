@@ -1,0 +1,235 @@
+"""Project or inline job -> :class:`FunctionSpec`, shaped exactly as the Go pollinator's ``CreateFuncSpec``.
+
+Executors written for the Go tool (the container executors on Slurm and
+Kubernetes) read these exact kwargs, mounts and labels, so the shape here is a
+compatibility contract, pinned by golden tests:
+
+* ``funcname`` ``execute``; the top-level ``args`` list stays empty and the
+  command's arguments travel in ``kwargs.args``;
+* ``kwargs``: ``args``, ``cmd``, ``docker-image``, ``init-cmd``, ``rebuild-image``;
+* ``env.PROJECT_DIR`` = ``/cfs/pollinator/<project>``, the directory the
+  executor syncs the project into (under ``fs.mount`` ``/cfs``);
+* one snapshot mount of ``src`` (so a job sees the source as it was at
+  submit time, even if the user edits it afterwards), then two sync dirs:
+  ``result`` (the executor's copy wins on close, so results come back) and
+  ``data`` (the server's copy wins, so inputs go in);
+* ``maxwaittime`` -1, ``maxexectime`` walltime-1, ``maxretries`` 3,
+  ``priority`` 5, and the label ``test_label`` the Go tool hard-codes.
+
+Maps are built in sorted key order, which is how Go's ``encoding/json``
+writes them, so :func:`spec_json` output is byte-comparable with Go's
+``json.MarshalIndent`` (except that Go escapes ``<``, ``>`` and ``&``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+from pollinator.colonies.models import (
+    GPU,
+    Conditions,
+    ConflictResolution,
+    Filesystem,
+    FunctionSpec,
+    OnClose,
+    OnStart,
+    SnapshotMount,
+    SyncDirMount,
+)
+from pollinator.errors import ProjectError
+from pollinator.project import DEFAULT_EXECUTOR_TYPE, Project, check_name, parse_cpu, parse_mem, parse_walltime
+
+FUNC_NAME = "execute"
+CFS_MOUNT = "/cfs"
+LABEL_ROOT = "/pollinator"
+GO_LABEL = "test_label"  # what the Go tool puts in FunctionSpec.label
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_PRIORITY = 5
+MAX_WAIT_TIME = -1  # wait for an executor forever, as Go does
+
+
+@dataclass(frozen=True)
+class ProjectLabels:
+    """The ColonyFS labels of one project's three directories."""
+
+    src: str
+    data: str
+    result: str
+
+
+def labels(project_name: str) -> ProjectLabels:
+    """``/pollinator/<p>/{src,data,result}``: where ``cfs/src|data|result`` live in ColonyFS."""
+    name = _checked_name(project_name)
+    base = f"{LABEL_ROOT}/{name}"
+    return ProjectLabels(src=f"{base}/src", data=f"{base}/data", result=f"{base}/result")
+
+
+def project_dir(project_name: str) -> str:
+    """The project directory on the executor (``$PROJECT_DIR``)."""
+    return f"{CFS_MOUNT}{LABEL_ROOT}/{_checked_name(project_name)}"
+
+
+def source_path(project_name: str, snapshot_id: str, source: str) -> str:
+    """Where ``cfs/src/<source>`` appears on the executor: inside the mounted src snapshot."""
+    return f"{project_dir(project_name)}/{_checked_snapshot(snapshot_id)}/src/{source}"
+
+
+def build_spec(
+    colony_name: str,
+    *,
+    project_name: str,
+    snapshot_id: Optional[str],
+    image: str = "",
+    cmd: str = "",
+    args: Sequence[Any] = (),
+    env: Optional[Mapping[str, str]] = None,
+    executor_names: Optional[Sequence[str]] = None,
+    executor_type: str = DEFAULT_EXECUTOR_TYPE,
+    nodes: int = 1,
+    processes_per_node: int = 1,
+    cpu: Union[str, int, float] = "",
+    mem: Union[str, int] = "",
+    gpu_count: int = 0,
+    gpu_name: str = "",
+    walltime: Union[int, str] = 0,
+    init_cmd: str = "",
+    rebuild_image: bool = False,
+    extra_snapshot_mounts: Iterable[SnapshotMount] = (),
+    extra_sync_dirs: Iterable[SyncDirMount] = (),
+    label: str = GO_LABEL,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    priority: int = DEFAULT_PRIORITY,
+) -> FunctionSpec:
+    """The one spec builder: projects and inline jobs both end here.
+
+    ``args`` are the command's arguments (``kwargs.args``), not the spec's
+    top-level ``args``. ``snapshot_id=None`` leaves out the src snapshot mount
+    (an inline job with nothing in ``src``). ``env`` is added to
+    ``PROJECT_DIR``, which it may not override. ``walltime`` is seconds (or a
+    duration string, see :func:`pollinator.project.parse_walltime`); 0 means
+    no limit. Bad values raise :class:`ProjectError` before anything is sent.
+    """
+    name = _checked_name(project_name)
+    lab = labels(name)
+    try:
+        cpu_q, mem_q, wall = parse_cpu(cpu), parse_mem(mem), parse_walltime(walltime)
+    except ValueError as exc:
+        raise ProjectError(str(exc)) from None
+    _at_least("nodes", nodes, 1)
+    _at_least("processes_per_node", processes_per_node, 1)
+    _at_least("gpu_count", gpu_count, 0)
+    _at_least("max_retries", max_retries, -1)
+    if not executor_type:
+        raise ProjectError("executor_type is empty: give the type of executor to run on, e.g. container-executor")
+    names = None if executor_names is None else [str(n) for n in executor_names]
+    if names is not None and any(not n for n in names):
+        raise ProjectError(f"executor_names {names!r} holds an empty name")
+
+    env_map = {"PROJECT_DIR": project_dir(name)}
+    for key, value in (env or {}).items():
+        if key == "PROJECT_DIR":
+            raise ProjectError("env may not set PROJECT_DIR: Pollinator sets it to where the project is synced")
+        if not key or "=" in key or "\0" in key:
+            raise ProjectError(f"env name {key!r} is not a valid environment variable name")
+        env_map[str(key)] = str(value)
+
+    snapshots: list[SnapshotMount] = []
+    if snapshot_id is not None:
+        snap = _checked_snapshot(snapshot_id)
+        snapshots.append(SnapshotMount(snapshotid=snap, label=lab.src, dir=f"{LABEL_ROOT}/{name}/{snap}/src",
+                                       keepfiles=True, keepsnapshot=True))
+    snapshots.extend(extra_snapshot_mounts)
+    dirs = [
+        _sync_dir(lab.result, keepfiles=False, start_keeplocal=False, close_keeplocal=True),
+        _sync_dir(lab.data, keepfiles=True, start_keeplocal=False, close_keeplocal=False),
+        *extra_sync_dirs,
+    ]
+
+    kwargs = {
+        "args": list(args),
+        "cmd": cmd,
+        "docker-image": image,
+        "init-cmd": init_cmd,
+        "rebuild-image": bool(rebuild_image),
+    }
+    return FunctionSpec(
+        nodename="",
+        funcname=FUNC_NAME,
+        args=[],
+        kwargs=dict(sorted(kwargs.items())),
+        priority=priority,
+        maxwaittime=MAX_WAIT_TIME,
+        maxexectime=wall - 1,  # Go: walltime-1; walltime 0 gives -1, no limit
+        maxretries=max_retries,
+        conditions=Conditions(
+            colonyname=colony_name,
+            executornames=names,
+            executortype=executor_type,
+            dependencies=[],
+            nodes=nodes,
+            cpu=cpu_q,
+            processespernode=processes_per_node,
+            mem=mem_q,
+            gpu=GPU(name=gpu_name, count=gpu_count),
+            walltime=wall,
+        ),
+        label=label,
+        fs=Filesystem(mount=CFS_MOUNT, snapshots=snapshots, dirs=dirs),
+        env=dict(sorted(env_map.items())),
+    )
+
+
+def spec_from_project(colony_name: str, project: Project, snapshot_id: str) -> FunctionSpec:
+    """The spec the Go tool's ``pollinator run`` would submit for ``project`` and its src snapshot."""
+    c, e = project.conditions, project.environment
+    args = [source_path(project.project_name, snapshot_id, e.source)] if e.source else []
+    return build_spec(
+        colony_name,
+        project_name=project.project_name,
+        snapshot_id=snapshot_id,
+        image=e.docker,
+        cmd=e.cmd,
+        args=args,
+        executor_names=c.executor_names,
+        executor_type=c.executor_type,
+        nodes=c.nodes,
+        processes_per_node=c.processes_per_node,
+        cpu=c.cpu,
+        mem=c.mem,
+        gpu_count=c.gpu.count,
+        gpu_name=c.gpu.name,
+        walltime=c.walltime,
+        init_cmd=e.init_cmd,
+        rebuild_image=e.rebuild_image,
+    )
+
+
+def spec_json(spec: FunctionSpec, indent: int = 4) -> str:
+    """The spec as JSON laid out like Go's ``json.MarshalIndent(spec, "", "    ")``."""
+    return json.dumps(spec.to_wire(), indent=indent, ensure_ascii=False)
+
+
+def _sync_dir(label: str, *, keepfiles: bool, start_keeplocal: bool, close_keeplocal: bool) -> SyncDirMount:
+    return SyncDirMount(label=label, dir=label, keepfiles=keepfiles,
+                        onconflicts=ConflictResolution(onstart=OnStart(keeplocal=start_keeplocal),
+                                                       onclose=OnClose(keeplocal=close_keeplocal)))
+
+
+def _checked_name(project_name: str) -> str:
+    try:
+        return check_name(project_name)
+    except ValueError as exc:
+        raise ProjectError(f"project_name: {exc}") from None
+
+
+def _checked_snapshot(snapshot_id: str) -> str:
+    if not isinstance(snapshot_id, str) or not snapshot_id or "/" in snapshot_id or snapshot_id in (".", ".."):
+        raise ProjectError(f"snapshot id {snapshot_id!r} is not usable in a path: it must be non-empty, without '/'")
+    return snapshot_id
+
+
+def _at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ProjectError(f"{name}={value!r}: must be an integer >= {low}")
