@@ -1,0 +1,33 @@
+"""What every command module shares: settings, a client, and the exit-code policy.
+
+Command modules call ``common.open_client()`` (attribute access, not
+``from ... import``) so unit tests can stub the client in one place.
+"""
+
+from __future__ import annotations
+
+from pollinator.colonies.client import ColoniesClient
+from pollinator.config import Settings
+from pollinator.errors import ConfigError, PollinatorError, ProjectError
+
+EXIT_REMOTE = 1  # the server said no, or could not be reached; the job failed
+EXIT_USAGE = 2  # bad flags, settings or project: fix locally and retry (click uses 2 for usage too)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (raises ConfigError naming the missing variable)."""
+    return Settings.from_env()
+
+
+def open_client() -> ColoniesClient:
+    """A client for the colony the environment points at; use it as a context manager."""
+    return load_settings().client()
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """2 for what the user fixes locally (config, project), 1 for everything remote."""
+    if isinstance(exc, (ConfigError, ProjectError)):
+        return EXIT_USAGE
+    if isinstance(exc, PollinatorError):
+        return EXIT_REMOTE
+    return EXIT_REMOTE
