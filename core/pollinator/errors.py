@@ -30,11 +30,17 @@ class UnsafePathError(SyncError):
 class JobFailed(PollinatorError):
     """The remote process ended FAILED or CANCELLED."""
 
-    def __init__(self, message: str, *, process_id: str = "", state: str = "", errors: list[str] | None = None):
+    def __init__(self, message: str, *, process_id: str = "", state: str = "", errors: list[str] | None = None,
+                 result: object = None):
         super().__init__(message)
         self.process_id = process_id
         self.state = state
         self.errors = list(errors or [])
+        self.result = result  # the JobResult, when the process got that far
+
+
+class JobTimeout(JobFailed):
+    """The caller's own time limit ran out; the remote process was cancelled."""
 
 
 class ColoniesError(PollinatorError):

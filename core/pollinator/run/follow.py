@@ -1,0 +1,164 @@
+"""Follow a process's log lines live, with no lost and no doubled line.
+
+The server's ``since`` is exclusive and stamps lines in nanoseconds. Asking
+for ``TS > since`` after a batch that ended at T would lose a later line also
+stamped T, so we always ask from ``T - 1`` and drop the lines at T we already
+gave out (a multiset, so two identical lines at the same T both come through).
+Polling adapts between 50 ms (lines flowing) and 500 ms (quiet), which keeps
+the p50 latency well under 0.3 s without hammering the server. Connection
+errors (a restarting server) are retried from the last timestamp until
+``unreachable_timeout`` passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import AsyncIterator, Iterator, Optional
+
+from pollinator.colonies.models import Log, Process, ProcessState
+from pollinator.colonies.rpc import MAX_LOG_COUNT
+from pollinator.errors import ServerError, Unreachable
+
+MIN_INTERVAL = 0.05
+MAX_INTERVAL = 0.5
+STATE_CHECK_EVERY = 0.25
+
+
+class LogCursor:
+    """Which lines are new, given overlapping batches."""
+
+    def __init__(self, since: int = 0):
+        self.last_timestamp = since
+        self._seen_at_last: Counter[str] = Counter()
+
+    def query_since(self) -> int:
+        return self.last_timestamp - 1 if self.last_timestamp > 0 else 0
+
+    def accept(self, batch: Optional[list[Log]]) -> list[Log]:
+        fresh: list[Log] = []
+        pending = Counter(self._seen_at_last)
+        for log in batch or []:
+            if log.timestamp < self.last_timestamp:
+                continue
+            if log.timestamp == self.last_timestamp:
+                if pending[log.message] > 0:
+                    pending[log.message] -= 1
+                    continue
+                self._seen_at_last[log.message] += 1
+            else:
+                self.last_timestamp = log.timestamp
+                self._seen_at_last = Counter({log.message: 1})
+                pending = Counter()
+            fresh.append(log)
+        return fresh
+
+
+class _Pacing:
+    """When to poll next and when to look at the process state."""
+
+    def __init__(self, unreachable_timeout: float):
+        self.interval = MIN_INTERVAL
+        self.last_state_check = 0.0
+        self.unreachable_since: Optional[float] = None
+        self.unreachable_timeout = unreachable_timeout
+
+    def got_lines(self, n: int) -> None:
+        self.interval = MIN_INTERVAL if n else min(MAX_INTERVAL, self.interval * 1.5)
+
+    def state_due(self) -> bool:
+        return time.monotonic() - self.last_state_check >= STATE_CHECK_EVERY
+
+    def reached(self) -> None:
+        self.unreachable_since = None
+
+    def unreachable(self, exc: Exception) -> float:
+        now = time.monotonic()
+        self.unreachable_since = self.unreachable_since or now
+        if now - self.unreachable_since > self.unreachable_timeout:
+            raise Unreachable(f"lost the Colonies server for {self.unreachable_timeout:.0f} s while following "
+                              f"logs: {exc}") from exc
+        self.interval = min(2.0, max(self.interval * 2, 0.2))
+        return self.interval
+
+
+class LogFollower:
+    """Iterate a process's log lines until it is final; ``.process`` then holds it."""
+
+    def __init__(self, client, process_id: str, since: int = 0, *, unreachable_timeout: float = 300.0):
+        self.client = client
+        self.process_id = process_id
+        self.cursor = LogCursor(since)
+        self.process: Optional[Process] = None
+        self._pacing = _Pacing(unreachable_timeout)
+
+    @property
+    def last_timestamp(self) -> int:
+        return self.cursor.last_timestamp
+
+    def _batch(self) -> list[Log]:
+        batch = self.client.get_logs(self.process_id, since=self.cursor.query_since(), count=MAX_LOG_COUNT)
+        return self.cursor.accept(batch)
+
+    def __iter__(self) -> Iterator[Log]:
+        final = False
+        while True:
+            try:
+                lines = self._batch()
+                yield from lines
+                if final and not lines:
+                    return  # drained after the process ended
+                if not lines and (final or self._pacing.state_due()):
+                    self.process = self.client.get_process(self.process_id)
+                    self._pacing.last_state_check = time.monotonic()
+                    if ProcessState(self.process.state).is_final:
+                        final = True
+                        continue
+                self._pacing.reached()
+                self._pacing.got_lines(len(lines))
+                if len(lines) < MAX_LOG_COUNT - 1:
+                    time.sleep(self._pacing.interval)
+            except (Unreachable, ServerError) as exc:
+                time.sleep(self._pacing.unreachable(exc))
+
+
+class AsyncLogFollower(LogFollower):
+    """The same for asyncio (the Airflow trigger, Prefect async tasks)."""
+
+    async def _abatch(self) -> list[Log]:
+        batch = await self.client.get_logs(self.process_id, since=self.cursor.query_since(), count=MAX_LOG_COUNT)
+        return self.cursor.accept(batch)
+
+    def __iter__(self):  # pragma: no cover - guard against mixing faces
+        raise TypeError("use `async for` with an async client")
+
+    async def __aiter__(self) -> AsyncIterator[Log]:
+        final = False
+        while True:
+            try:
+                lines = await self._abatch()
+                for line in lines:
+                    yield line
+                if final and not lines:
+                    return
+                if not lines and (final or self._pacing.state_due()):
+                    self.process = await self.client.get_process(self.process_id)
+                    self._pacing.last_state_check = time.monotonic()
+                    if ProcessState(self.process.state).is_final:
+                        final = True
+                        continue
+                self._pacing.reached()
+                self._pacing.got_lines(len(lines))
+                if len(lines) < MAX_LOG_COUNT - 1:
+                    await asyncio.sleep(self._pacing.interval)
+            except (Unreachable, ServerError) as exc:
+                await asyncio.sleep(self._pacing.unreachable(exc))
+
+
+def follow_logs(client, process_id: str, since: int = 0, **kwargs) -> LogFollower:
+    return LogFollower(client, process_id, since, **kwargs)
+
+
+def afollow_logs(client, process_id: str, since: int = 0, **kwargs) -> AsyncLogFollower:
+    return AsyncLogFollower(client, process_id, since, **kwargs)

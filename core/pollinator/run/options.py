@@ -1,0 +1,78 @@
+"""What a job is, independent of where it came from (project.yaml, operator args, decorator)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pollinator.errors import ProjectError
+
+_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class JobOptions(BaseModel):
+    """Every knob of one ColonyOS job. Field names are what adapters expose as arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="project name: the label component under /pollinator/")
+    cmd: str = Field(min_length=1, description="the command to run, e.g. 'python3 train.py'")
+    image: str = Field("", description="container image the executor runs the command in")
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    init_cmd: str = ""
+    rebuild_image: bool = False
+    source: str = Field("", description="a file in src_dir passed to cmd as its first argument (Go's `source`)")
+    executor_names: Optional[list[str]] = None
+    executor_type: str = "container-executor"
+    nodes: int = Field(1, ge=1)
+    processes_per_node: int = Field(1, ge=1)
+    cpu: Union[str, int, float] = ""
+    mem: Union[str, int] = ""
+    gpu_count: int = Field(0, ge=0)
+    gpu_name: str = ""
+    walltime: Union[int, str] = Field(3600, description="seconds (or '2h', '30m', 'HH:MM:SS'); 0 = no limit")
+    max_retries: int = Field(3, ge=-1)
+    priority: int = 5
+    inputs: dict[str, str] = Field(default_factory=dict, description="name -> ColonyFS label mounted read-only")
+    src_dir: Optional[Path] = None
+    data_dir: Optional[Path] = None
+    result_dir: Optional[Path] = None
+    result_label: str = Field("", description="default /pollinator/<name>/result")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs_from_list(cls, value):
+        """A list of labels is accepted too; each is named after its last path parts."""
+        if isinstance(value, (list, tuple)):
+            named = {}
+            for label in value:
+                parts = [p for p in str(label).split("/") if p and p != "result"]
+                key = re.sub(r"\W", "_", parts[-1] if parts else "input")
+                named[key] = str(label)
+            return named
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, label in value.items():
+            if not _INPUT_NAME.match(name):
+                raise ValueError(f"input name {name!r} must be a valid identifier (letters, digits, _)")
+            if not label.startswith("/") or ".." in label.split("/"):
+                raise ValueError(f"input {name!r}: label {label!r} must be an absolute ColonyFS label like "
+                                 "/pollinator/prep/result")
+        return value
+
+    @classmethod
+    def build(cls, **fields) -> "JobOptions":
+        """Validate, turning pydantic's error into one ProjectError naming the fields."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}"
+                                 for err in exc.errors())
+            raise ProjectError(f"invalid job options: {problems}") from None

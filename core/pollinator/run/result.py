@@ -1,0 +1,45 @@
+"""What a finished job hands back to the CLI, Airflow (XCom) and Prefect."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+from pollinator.colonies.models import Process, ProcessState, parse_go_time
+
+
+class JobResult(BaseModel):
+    process_id: str
+    state: str = Field(description="SUCCESS, FAILED or CANCELLED")
+    output: list[Any] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    result_label: str = ""
+    result_dir: str = ""
+    result_files: list[str] = Field(default_factory=list)
+    dashboard_url: str = ""
+    executor: str = ""
+    submitted_at: Optional[datetime] = None
+    started_at: Optional[datetime] = None
+    ended_at: Optional[datetime] = None
+    seconds: Optional[float] = None
+    return_value: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "SUCCESS"
+
+    @classmethod
+    def from_process(cls, process: Process, **extra: Any) -> "JobResult":
+        submitted = parse_go_time(process.submissiontime)
+        started = parse_go_time(process.starttime)
+        ended = parse_go_time(process.endtime)
+        seconds = (ended - (started or submitted)).total_seconds() if ended and (started or submitted) else None
+        return cls(process_id=process.processid, state=ProcessState(process.state).name,
+                   output=list(process.out or []), errors=list(process.errors or []),
+                   submitted_at=submitted, started_at=started, ended_at=ended, seconds=seconds, **extra)
+
+    def to_xcom(self) -> dict[str, Any]:
+        """JSON-safe and free of secrets (nothing secret is ever put in a JobResult)."""
+        return self.model_dump(mode="json")
