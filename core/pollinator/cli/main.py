@@ -175,6 +175,13 @@ if (_fs := _optional("pollinator.cli.fs")) is not None:
     app.command("pull")(_fs.pull_command)
 
 
+if (_run := _optional("pollinator.cli.run")) is not None:
+    app.command("run")(_run.run_command)
+    app.command("attach")(_run.attach_command)
+if (_executor := _optional("pollinator.cli.executor")) is not None:
+    app.add_typer(_executor.executor_app, name="executor")
+
+
 def main() -> None:
     """Console-script entry point (``pollinator = pollinator.cli.main:main``)."""
     app(prog_name="pollinator")

@@ -1,0 +1,146 @@
+"""`pollinator run` and `pollinator attach`: the seed's headline workflow on the command line.
+
+An interrupted `pollinator run` (closed terminal, SIGKILL) leaves its client
+token in ``.pollinator/run.json``; the next `pollinator run` in that project
+re-attaches to the still-running process instead of submitting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pollinator.cli import common, output
+from pollinator.colonies import crypto
+from pollinator.colonies.models import ProcessState
+from pollinator.errors import JobFailed
+from pollinator.run import Job, JobResult
+from pollinator.spec import spec_json
+
+EXIT_CANCELLED = 130
+STATE_FILE = Path(".pollinator") / "run.json"
+
+
+def _print_log(text: str) -> None:
+    output.echo_raw(output.safe_text(text))
+
+
+def _pending_token(project_dir: Path) -> Optional[str]:
+    path = project_dir / STATE_FILE
+    try:
+        return json.loads(path.read_text())["token"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _remember(project_dir: Path, token: str, process_id: str = "") -> None:
+    path = project_dir / STATE_FILE
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"token": token, "process_id": process_id}))
+
+
+def _forget(project_dir: Path) -> None:
+    (project_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def _report(result: JobResult) -> None:
+    output.print_info(f"process {result.process_id} {result.state}"
+                      + (f" in {result.seconds:.1f} s" if result.seconds is not None else ""))
+    for name in result.result_files:
+        output.print_info(f"  result: {Path(result.result_dir) / name}")
+    if result.dashboard_url:
+        output.print_info(f"  {result.dashboard_url}")
+
+
+def _follow_to_end(job: Job, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
+    try:
+        for line in job.follow():
+            for text in line.message.splitlines():
+                _print_log(text)
+    except KeyboardInterrupt:
+        if detach_on_interrupt:
+            output.print_info(f"detached; process {job.process_id} keeps running. "
+                              f"Follow it again with: pollinator attach {job.process_id}")
+            raise typer.Exit(EXIT_CANCELLED) from None
+        if sys.stdin.isatty() and not typer.confirm("\nCancel the remote process?", default=True):
+            output.print_info(f"left running: pollinator attach {job.process_id}")
+            raise typer.Exit(EXIT_CANCELLED) from None
+        job.cancel()
+        if project_dir is not None:
+            _forget(project_dir)
+        output.print_error(f"cancelled process {job.process_id}")
+        raise typer.Exit(EXIT_CANCELLED) from None
+    try:
+        result = job._finish()
+    except JobFailed as exc:
+        if project_dir is not None:
+            _forget(project_dir)
+        for err in exc.errors:
+            output.print_error(output.safe_text(err, multiline=True), prefix="remote error")
+        output.print_error(f"process {exc.process_id} ended {exc.state}")
+        raise typer.Exit(EXIT_CANCELLED if exc.state == "CANCELLED" else common.EXIT_REMOTE) from None
+    if project_dir is not None:
+        _forget(project_dir)
+    _report(result)
+
+
+def run_command(
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream the logs, wait, and fetch cfs/result."),
+    detach: bool = typer.Option(False, "--detach", help="With --follow: Ctrl-C leaves the process running."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the spec; upload and submit nothing."),
+    new: bool = typer.Option(False, "--new", help="Submit anew even if an interrupted run is still going."),
+    project_path: Path = typer.Option(Path("."), "--project", "-p", help="The project directory."),
+) -> None:
+    """Sync cfs/src and cfs/data, snapshot src, submit; with --follow also stream logs and bring results home."""
+    project_dir = project_path if project_path.is_dir() else project_path.parent
+    if dry_run:
+        from pydantic import SecretStr
+
+        from pollinator.config import Settings
+        from pollinator.errors import ConfigError
+
+        try:
+            settings = common.load_settings()
+        except ConfigError:  # a dry run needs no colony: show the spec with a placeholder colony name
+            settings = Settings(colony_name="<colony>", prvkey=SecretStr("0" * 64))
+        output.echo_raw(spec_json(Job.from_project(project_dir, settings).spec()))
+        return
+    settings = common.load_settings()
+    token = None if new else _pending_token(project_dir)
+    resumed = token is not None
+    token = token or crypto.random_id()
+    job = Job.from_project(project_dir, settings, token=token)
+    _remember(project_dir, token)
+    with job:
+        process_id = job.submit()
+        _remember(project_dir, token, process_id)
+        if resumed and job.attached:
+            output.print_info(f"re-attached to process {process_id} from an interrupted run (--new submits anew)")
+        else:
+            output.print_info(f"submitted process {process_id}")
+        if settings.dashboard_url:
+            output.print_info(f"  {settings.process_url(process_id)}")
+        if not follow:
+            output.print_info(f"follow it with: pollinator attach {process_id}")
+            return
+        _follow_to_end(job, project_dir, detach)
+
+
+def attach_command(
+    process_id: str = typer.Argument(..., help="The process to follow."),
+    result_dir: Optional[Path] = typer.Option(None, "--result-dir",
+                                              help="Where to put its results (default: ./cfs/result in a project)."),
+    detach: bool = typer.Option(False, "--detach", help="Ctrl-C leaves the process running."),
+) -> None:
+    """Follow a running or finished process, then bring its results home."""
+    settings = common.load_settings()
+    if result_dir is None and Path("project.yaml").exists():
+        result_dir = Path("cfs") / "result"
+    with Job.attach(settings, process_id, result_dir=result_dir) as job:
+        state = job.client.get_process(process_id).state
+        output.print_info(f"attached to process {process_id} ({ProcessState(state).name})")
+        _follow_to_end(job, Path(".") if Path(".pollinator").is_dir() else None, detach)
