@@ -268,9 +268,15 @@ class Project(_Model):
         )
 
     def to_go_dict(self) -> dict[str, Any]:
-        """The YAML mapping in the Go tool's key order (``executorType`` only when not the default)."""
+        """The YAML mapping in the Go tool's key order.
+
+        ``executorType`` is written only when not the default and
+        ``executorNames`` only when set, so a Go-written file round-trips.
+        """
         c, e = self.conditions, self.environment
-        conditions: dict[str, Any] = {"executorNames": list(c.executor_names or [])}
+        conditions: dict[str, Any] = {}
+        if c.executor_names is not None:  # absent stays absent: Go's spec then says null, not []
+            conditions["executorNames"] = list(c.executor_names)
         if c.executor_type != DEFAULT_EXECUTOR_TYPE:
             conditions["executorType"] = c.executor_type
         conditions.update({
@@ -365,8 +371,9 @@ def parse_project(text: str, *, source: str = PROJECT_FILE) -> Project:
 
 def _load_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML once, keeping the 1-based line of every mapping key and sequence item by path."""
-    loader = yaml.SafeLoader(text)
+    loader: Optional[yaml.SafeLoader] = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader already rejects control characters here
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
@@ -374,10 +381,16 @@ def _load_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
         raise ProjectError(f"{source}{where}: not valid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ProjectError(f"{source}: not valid YAML: character {exc.character:#x} at offset {exc.position} "
+                           "is not allowed (control characters and invalid encodings are not)") from None
     except yaml.YAMLError as exc:
         raise ProjectError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ProjectError(f"{source}: not valid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: dict[Loc, int] = {(): 1}
     if node is not None:
         _record_lines(node, (), lines, source)
