@@ -1,0 +1,7 @@
+"""ColonyFS sync engine: plan/apply, snapshots, pull. See :mod:`pollinator.cfs.engine` for the rules."""
+
+from pollinator.cfs.engine import CFS
+from pollinator.cfs.plan import LabelPlan, PlannedFile, RemoteFile, SyncPlan, SyncReport
+from pollinator.cfs.progress import Progress, ProgressCallback
+
+__all__ = ["CFS", "LabelPlan", "PlannedFile", "Progress", "ProgressCallback", "RemoteFile", "SyncPlan", "SyncReport"]

@@ -1,0 +1,160 @@
+"""The S3 side of ColonyFS: one boto3 client, small files in one request, big ones multipart.
+
+Why not ``upload_file`` for everything: the transfer manager costs a few
+milliseconds of futures and bookkeeping per call, which dominates a 1 KiB
+file, so objects below ``multipart_threshold`` go through a single
+``put_object`` / ``get_object`` and larger ones through ``TransferConfig``
+multipart with ``max_concurrency`` parts in flight.
+
+Retries: botocore's "standard" retry mode resends failed requests (5xx,
+throttling, connection errors) with backoff; a body that breaks mid-stream
+after a 200 is not something botocore retries for a plain ``get_object``, so
+:meth:`S3Store.get_small` retries that itself (the transfer manager already
+does for multipart downloads).
+
+Credentials are always ours (``S3Settings``), never a file record's: the Go
+CLI stores its S3 keys in every record and we neither trust nor use them.
+Request/response checksums are left to S3 ("when_required"): ColonyFS verifies
+SHA-256 end to end, and moto/MinIO/older S3 gateways differ on flexible
+checksums.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import time
+from typing import BinaryIO, Callable, Optional
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+
+from pollinator.config import S3Settings
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+MULTIPART_THRESHOLD = 16 * MiB
+MULTIPART_CHUNKSIZE = 16 * MiB
+BODY_RETRIES = 4
+
+ByteCallback = Callable[[int], None]
+
+# Errors worth another attempt when they happen while reading a response body.
+TRANSIENT = (botocore.exceptions.BotoCoreError, ConnectionError, TimeoutError, OSError)
+
+
+def record_endpoint(server: str, port: int) -> str:
+    """``host:port`` of a file record, whichever way it was written.
+
+    The Go CLI stores ``server="host:port", port=-1``; pycolonies and we store
+    ``server="host", port=<int>``. Used for messages only: we always transfer
+    through our own configured endpoint and bucket, as the Go client does.
+    """
+    if port is None or port < 0 or (":" in server and not server.startswith("[")):
+        return server
+    return f"{server}:{port}" if port else server
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free description of a boto/transport error."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        return f"S3 {err.get('Code', 'error')} (HTTP {status}): {err.get('Message', '')}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def backoff(attempt: int, base: float = 0.1, cap: float = 3.0) -> float:
+    return min(cap, base * (2**attempt)) * (0.5 + random.random() / 2)
+
+
+class S3Store:
+    """One bucket, reached through our settings; safe to share between threads."""
+
+    def __init__(self, settings: S3Settings, *, workers: int = 8, max_attempts: int = 6,
+                 multipart_threshold: int = MULTIPART_THRESHOLD, multipart_chunksize: int = MULTIPART_CHUNKSIZE):
+        self.settings = settings
+        self.bucket = settings.bucket
+        config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            max_pool_connections=max(16, workers * 4),
+            connect_timeout=10,
+            read_timeout=120,
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=settings.url,
+            aws_access_key_id=settings.access_key.get_secret_value(),
+            aws_secret_access_key=settings.secret_key.get_secret_value(),
+            region_name=settings.region,
+            verify=not settings.skip_verify,
+            config=config,
+        )
+        self.multipart_threshold = multipart_threshold
+        self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
+                                              multipart_chunksize=multipart_chunksize,
+                                              max_concurrency=max(2, workers), use_threads=True)
+
+    def __repr__(self) -> str:
+        return f"S3Store(endpoint={self.settings.url!r}, bucket={self.bucket!r})"
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (the Go client does the same)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status not in (404, 400):
+                raise
+            self.client.create_bucket(Bucket=self.bucket)
+
+    # -- upload ------------------------------------------------------------------
+    def put_small(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/octet-stream")
+
+    def upload_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None) -> None:
+        self.client.upload_fileobj(fileobj, self.bucket, key, Config=self.transfer_config, Callback=on_bytes,
+                                   ExtraArgs={"ContentType": "application/octet-stream"})
+
+    # -- download ----------------------------------------------------------------
+    def get_small(self, key: str) -> bytes:
+        """The whole object, retrying a body that breaks off mid-stream."""
+        attempt = 0
+        while True:
+            try:
+                resp = self.client.get_object(Bucket=self.bucket, Key=key)
+                with resp["Body"] as body:
+                    return body.read()
+            except botocore.exceptions.ClientError:
+                raise  # botocore already retried what is retryable
+            except TRANSIENT as exc:
+                if attempt >= BODY_RETRIES:
+                    raise
+                delay = backoff(attempt)
+                log.debug("retrying GET %s in %.2fs after %s", key, delay, type(exc).__name__)
+                time.sleep(delay)
+                attempt += 1
+
+    def download_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None) -> None:
+        self.client.download_fileobj(self.bucket, key, fileobj, Config=self.transfer_config, Callback=on_bytes)
+
+    def remove(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except botocore.exceptions.ClientError:
+            return False
+
+
+def as_reader(data: bytes) -> BinaryIO:
+    return io.BytesIO(data)
