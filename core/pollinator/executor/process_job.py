@@ -1,0 +1,306 @@
+"""Carry one assigned process from "assigned" to "closed": stage, run, report, clean up.
+
+Colonies does not tell an executor that a process was cancelled, so a
+watcher polls ``getprocessmsg`` about once a second and aborts the run when
+the process is CANCELLED, ended by the server (maxexectime) or no longer
+assigned to us. After such an abort the process is not ours any more: no
+more logs, no close, only local cleanup.
+
+Logs must be flushed before the close: the server only accepts addlog while
+the process is RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+from pollinator.colonies.models import Process, ProcessState
+from pollinator.errors import ColoniesError, NotFound, PollinatorError
+from pollinator.executor.backend import AbortSignal, Backend, LaunchSpec, RunResult
+from pollinator.executor.fs_mounts import CfsLike, Mounts
+from pollinator.executor.launch import Plan, plan_execute
+from pollinator.executor.log_stream import LogShipper
+
+log = logging.getLogger(__name__)
+
+CANCELLED = "cancelled"
+STOPPED = "executor stopped"
+LOST = "process no longer assigned to this executor"
+SUPPORTED_FUNCS = ("execute", "sync")
+
+
+class JobClient(Protocol):
+    """The calls a job makes, signed with the executor's key."""
+
+    def add_log(self, process_id: str, message: str) -> Any: ...
+
+    def get_process(self, process_id: str) -> Any: ...
+
+    def close_successful(self, process_id: str, out: Optional[list[Any]] = None) -> Any: ...
+
+    def close_failed(self, process_id: str, errors: list[str]) -> Any: ...
+
+
+def describe_exit(code: Optional[int]) -> str:
+    if code is None:
+        return "did not start"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class CancelWatcher:
+    """Polls the process state and fires ``abort`` when the process is no longer ours to run."""
+
+    def __init__(self, client: JobClient, process_id: str, executor_id: str, abort: AbortSignal,
+                 interval: float = 1.0):
+        self._client, self._pid, self._executor_id = client, process_id, executor_id
+        self._abort, self._interval = abort, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{process_id[:8]}", daemon=True)
+
+    def start(self) -> "CancelWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5.0)
+
+    def check(self) -> None:
+        """One poll; public so tests (and the end of a run) can check without waiting."""
+        try:
+            process = self._client.get_process(self._pid)
+        except NotFound:
+            self._abort.set(LOST)
+            return
+        except ColoniesError as exc:  # transient: try again next tick
+            log.debug("cancel check of %s failed: %s", self._pid, exc)
+            return
+        if process is None:
+            return
+        state = ProcessState(process.state)
+        if state == ProcessState.CANCELLED:
+            self._abort.set(CANCELLED)
+        elif state != ProcessState.RUNNING:
+            self._abort.set(LOST)
+        elif self._executor_id and process.assignedexecutorid and process.assignedexecutorid != self._executor_id:
+            self._abort.set(LOST)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval) and not self._abort.is_set():
+            self.check()
+
+
+class ProcessJob:
+    """Runs one assigned process. ``run()`` never raises: every outcome ends in a close (or a known loss)."""
+
+    def __init__(self, process: Process, *, client: JobClient, backend: Backend, fs_dir: Path,
+                 cfs: Optional[CfsLike] = None, executor_id: str = "", abort: Optional[AbortSignal] = None,
+                 cancel_poll: float = 1.0, assigned_at: Optional[float] = None,
+                 cfs_factory: Optional[Callable[[], Optional[CfsLike]]] = None):
+        self.process = process
+        self.pid = process.processid
+        self.client = client
+        self.backend = backend
+        self.fs_dir = Path(fs_dir)
+        self._cfs = cfs
+        self._cfs_factory = cfs_factory
+        self.executor_id = executor_id
+        self.abort = abort or AbortSignal()
+        self.cancel_poll = cancel_poll
+        self.assigned_at = time.monotonic() if assigned_at is None else assigned_at
+        self.logs = LogShipper(client, self.pid)
+        self._init_failed = False
+        self.outcome = ""
+        """"success", "failed", or the abort reason; for the executor's own log and tests."""
+
+    # -- helpers ------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        """A line from the executor itself, in the process log."""
+        self.logs.put(f"[executor] {message}")
+
+    def cfs(self) -> Optional[CfsLike]:
+        if self._cfs is None and self._cfs_factory is not None:
+            self._cfs = self._cfs_factory()
+        return self._cfs
+
+    def _close_ok(self, out: list[Any]) -> None:
+        self.logs.close()
+        try:
+            self.client.close_successful(self.pid, out)
+            self.outcome = "success"
+        except ColoniesError as exc:
+            log.warning("could not close process %s as successful: %s", self.pid, exc)
+            self.outcome = f"close refused: {exc}"
+
+    def _close_failed(self, errors: list[str]) -> None:
+        self.logs.close()
+        try:
+            self.client.close_failed(self.pid, errors)
+            self.outcome = "failed"
+        except ColoniesError as exc:
+            log.warning("could not close process %s as failed: %s", self.pid, exc)
+            self.outcome = f"close refused: {exc}"
+
+    def _lost(self) -> None:
+        """The process was cancelled or taken away: say nothing more to the server."""
+        self.logs.discard()
+        self.outcome = self.abort.reason
+
+    # -- entry point ----------------------------------------------------------------------
+    def run(self) -> None:
+        funcname = self.process.spec.funcname
+        try:
+            if funcname == "execute":
+                self._execute()
+            elif funcname == "sync":
+                self._sync_only()
+            else:
+                self._close_failed([f"unsupported funcname {funcname!r}: this executor runs "
+                                    f"{' and '.join(repr(f) for f in SUPPORTED_FUNCS)} processes"])
+        except Exception as exc:  # noqa: BLE001 - last line of defence: never leave a process RUNNING
+            log.exception("process %s: executor error", self.pid)
+            if self.abort.reason in (CANCELLED, LOST):
+                self._lost()
+            else:
+                self._close_failed([f"executor error: {type(exc).__name__}: {exc}"])
+        finally:
+            self.logs.close(timeout=5.0)
+
+    def _sync_only(self) -> None:
+        mounts = Mounts(self.process, self.fs_dir, self.cfs(), self.say)
+        try:
+            mounts.stage()
+        except Exception as exc:  # noqa: BLE001
+            self._close_failed([f"syncing mounts failed: {exc}"])
+            return
+        self._close_ok([])
+
+    def _execute(self) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix=f"pollinator-{self.pid[:12]}-"))
+        output_file = workdir / "output.json"
+        watcher = CancelWatcher(self.client, self.pid, self.executor_id, self.abort, self.cancel_poll).start()
+        try:
+            self._execute_in(output_file, watcher)
+        finally:
+            watcher.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _execute_in(self, output_file: Path, watcher: CancelWatcher) -> None:
+        try:
+            plan = plan_execute(self.process, self.fs_dir, output_file=output_file)
+            mounts = Mounts(self.process, self.fs_dir, self.cfs(), self.say)
+        except (PollinatorError, ValueError, OSError) as exc:  # JobSpecError, UnsafePathError, ...
+            self._close_failed([f"invalid job: {exc}"])
+            return
+
+        if plan.image:
+            self.say(f"docker-image {plan.image!r} is not run in a container on this executor: "
+                     f"the command runs directly on the host")
+        try:
+            mounts.stage()
+        except Exception as exc:  # noqa: BLE001 - any staging failure is the job's failure
+            mounts.finish(upload=False)
+            if self.abort.reason in (CANCELLED, LOST):
+                self._lost()
+            else:
+                self._close_failed([f"staging files failed: {exc}"])
+            return
+        if self.abort.is_set():  # cancelled or stopped while files were staged
+            mounts.finish(upload=False)
+            if self.abort.reason in (CANCELLED, LOST):
+                self._lost()
+            else:
+                self._close_failed([f"{self.abort.reason}: the job was stopped before it started"])
+            return
+
+        result = self._run_plan(plan)
+
+        if result.aborted in (CANCELLED, LOST) or (self.abort.reason in (CANCELLED, LOST)):
+            mounts.finish(upload=False)
+            self._lost()
+            return
+        if result.aborted:  # executor stopped
+            mounts.finish(upload=False)
+            self._close_failed([f"{result.aborted}: the job was killed before it finished"])
+            return
+
+        problems = mounts.finish(upload=True)
+        watcher.check()  # a cancel during the upload must not be followed by a close
+        if self.abort.reason in (CANCELLED, LOST):
+            self._lost()
+            return
+        if not result.ok:
+            self._close_failed(self._errors(plan, result) + problems)
+            return
+        if problems:
+            self._close_failed(problems)
+            return
+        try:
+            out = self._read_output(output_file)
+        except ValueError as exc:
+            self._close_failed([str(exc)])
+            return
+        self._close_ok(out)
+
+    def _run_plan(self, plan: Plan) -> RunResult:
+        """init-cmd once, then the command on every rank, under one walltime deadline."""
+        deadline = self.assigned_at + plan.walltime if plan.walltime > 0 else None
+        plan.cwd.mkdir(parents=True, exist_ok=True)
+        base = LaunchSpec(command=plan.command, cwd=plan.cwd, env=plan.env, ranks=plan.ranks,
+                          ranks_per_node=plan.ranks_per_node, deadline=deadline, walltime=plan.walltime)
+        if plan.init_command:
+            init = self.backend.run(replace(base, command=plan.init_command, ranks=1), self.logs.put, self.abort)
+            if not init.ok:
+                self._init_failed = True
+                return init
+        return self.backend.run(base, self.logs.put, self.abort)
+
+    def _errors(self, plan: Plan, result: RunResult) -> list[str]:
+        what = "init-cmd" if self._init_failed else "command"
+        if result.timed_out:
+            head = f"walltime exceeded: the job was killed after {plan.walltime:g} s"
+        elif result.start_error:
+            head = f"the {what} could not be started: {result.start_error}"
+        elif len(result.exit_codes) > 1:
+            failed = result.failed_ranks
+            first = failed[0] if failed else 0
+            head = (f"{len(failed)} of {len(result.exit_codes)} ranks failed; rank {first} "
+                    f"{describe_exit(result.exit_codes[first])}")
+        else:
+            code = result.exit_codes[0] if result.exit_codes else None
+            head = f"the {what} {describe_exit(code)}"
+            if code is not None and code >= 0:
+                head += f" (exit code {code})"
+        errors = [head]
+        if result.stderr_tail:
+            errors.append(f"last {len(result.stderr_tail)} stderr line(s):")
+            errors.extend(result.stderr_tail)
+        return errors
+
+    @staticmethod
+    def _read_output(output_file: Path) -> list[Any]:
+        """The job's output: JSON written to $POLLINATOR_OUTPUT_FILE (a list, or one value), else []."""
+        if not output_file.exists():
+            return []
+        text = output_file.read_text(encoding="utf-8").strip()
+        if not text:
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"$POLLINATOR_OUTPUT_FILE does not hold JSON: {exc}") from None
+        return value if isinstance(value, list) else [value]
