@@ -1,0 +1,90 @@
+"""`pollinator executor start`: run a local ColonyOS executor in the foreground.
+
+It reads the colony from the environment like every other command (plus
+S3, which jobs with file mounts need) and either registers itself with the
+colony owner's key (``COLONIES_COLONY_PRVKEY``; it deregisters on exit) or
+uses an executor key registered beforehand (``COLONIES_EXECUTOR_PRVKEY``).
+Ctrl-C or SIGTERM stops it cleanly: running jobs are killed and closed
+failed with "executor stopped" before it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from pollinator.config import Settings
+from pollinator.errors import ConfigError
+
+executor_app = typer.Typer(help="Run a local executor that takes ColonyOS jobs and runs them on this machine.",
+                           no_args_is_help=True)
+
+
+def _default_name() -> str:
+    return f"pollinator-local.{socket.gethostname() or 'localhost'}"
+
+
+def _key(env_name: str) -> Optional[str]:
+    value = os.environ.get(env_name, "").strip()
+    if not value:
+        return None
+    if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise ConfigError(f"{env_name} is not a Colonies private key: it must be 64 hex characters")
+    return value
+
+
+@executor_app.command("start")
+def start(
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Executor name (default: pollinator-local.<host>)."),
+    executor_type: str = typer.Option("container-executor", "--type", "-t",
+                                      help="Executor type that specs target (conditions.executortype)."),
+    fs_dir: Optional[Path] = typer.Option(None, "--fs-dir",
+                                          help="Local directory that stands for the jobs' /cfs mount "
+                                               "(default: ~/.pollinator/executors/<name>)."),
+    max_jobs: int = typer.Option(4, "--max-jobs", "-j", min=1, help="Jobs run at the same time."),
+    poll_timeout: int = typer.Option(10, "--poll-timeout", min=1, hidden=True,
+                                     help="Seconds each assign long-poll waits on the server."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Register (or reuse a registered key) and run jobs until Ctrl-C / SIGTERM."""
+    from pollinator.executor.worker import LocalExecutor
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the job lines
+
+    settings = Settings.from_env(need_s3=True)
+    executor_key = _key("COLONIES_EXECUTOR_PRVKEY")
+    colony_key = None if executor_key else _key("COLONIES_COLONY_PRVKEY")
+    if not executor_key and not colony_key:
+        raise ConfigError("set COLONIES_COLONY_PRVKEY (to register this executor) or COLONIES_EXECUTOR_PRVKEY "
+                          "(an executor that is already registered and approved)")
+    name = (name or "").strip() or _default_name()
+    directory = fs_dir or Path.home() / ".pollinator" / "executors" / name
+
+    executor = LocalExecutor(settings, name=name, executor_type=executor_type, fs_dir=directory,
+                             max_jobs=max_jobs, executor_prvkey=executor_key,
+                             register_with_colony_prvkey=colony_key, poll_timeout=poll_timeout)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logging.getLogger(__name__).info("%s received: stopping", signal.Signals(signum).name)
+        executor.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    runner = threading.Thread(target=executor.run_forever, name="executor", daemon=True)
+    try:
+        runner.start()
+        while runner.is_alive():  # the main thread stays free to take signals
+            runner.join(0.5)
+    finally:
+        executor.stop()
+        runner.join(90)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

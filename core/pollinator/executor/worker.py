@@ -1,0 +1,223 @@
+"""The executor's main loop: long-poll for processes, run up to ``max_jobs`` at once.
+
+A slot is taken *before* asking the server for work, so the server never
+hands us a process we have no room for (it would sit RUNNING, unstarted).
+``assign`` blocks on the server for ``poll_timeout`` seconds; 404 just means
+nothing was queued. Other errors back off exponentially (capped) so a
+restarting server is not hammered, and the loop resumes by itself.
+
+The long-poll runs in its own thread with its own connection, because a
+blocked HTTP read cannot be interrupted: ``stop()`` kills and closes the jobs
+at once and waits for the current long-poll only ``stop_grace`` seconds. A
+process the server hands out after that is closed failed by the poller if it
+is still alive; if the executor has exited by then, it stays RUNNING until
+its maxexectime - the same window the Go executors have when they cancel
+their assign context on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from pollinator.colonies import crypto
+from pollinator.colonies.client import ColoniesClient
+from pollinator.colonies.models import Process
+from pollinator.config import Settings
+from pollinator.errors import AccessDenied, ColoniesError, ConfigError, NotFound
+from pollinator.executor.backend import AbortSignal, Backend
+from pollinator.executor.fs_mounts import CfsLike
+from pollinator.executor.job_runner import LocalBackend
+from pollinator.executor.process_job import STOPPED, ProcessJob
+from pollinator.executor.registration import deregister_executor, register_executor
+
+log = logging.getLogger(__name__)
+
+CfsFactory = Callable[[ColoniesClient], Optional[CfsLike]]
+
+
+def default_cfs_factory(settings: Settings) -> CfsFactory:
+    """``pollinator.cfs.CFS`` over the executor's client, or None when no S3 is configured."""
+
+    def make(client: ColoniesClient) -> Optional[CfsLike]:
+        if settings.s3 is None:
+            return None
+        from pollinator.cfs import CFS  # imported late: only jobs with mounts need it
+
+        return CFS(client, settings.s3)
+
+    return make
+
+
+class LocalExecutor:
+    """A ColonyOS executor that runs ``execute`` processes as local subprocesses."""
+
+    def __init__(self, settings: Settings, *, name: str, executor_type: str = "container-executor",
+                 fs_dir: Path, max_jobs: int = 4, executor_prvkey: Optional[str] = None,
+                 register_with_colony_prvkey: Optional[str] = None, backend: Optional[Backend] = None,
+                 cfs_factory: Optional[CfsFactory] = None, poll_timeout: int = 10, cancel_poll: float = 1.0,
+                 deregister_on_stop: Optional[bool] = None, stop_grace: float = 2.0):
+        if max_jobs < 1:
+            raise ConfigError(f"max_jobs={max_jobs}: an executor needs at least one job slot")
+        if not executor_prvkey and not register_with_colony_prvkey:
+            raise ConfigError("the executor needs its own key (COLONIES_EXECUTOR_PRVKEY) or the colony owner's "
+                              "key to register itself (COLONIES_COLONY_PRVKEY)")
+        self.settings = settings
+        self.name = name
+        self.executor_type = executor_type
+        self.fs_dir = Path(fs_dir).expanduser().resolve()
+        self.max_jobs = max_jobs
+        self.backend: Backend = backend or LocalBackend()
+        self.poll_timeout = poll_timeout
+        self.cancel_poll = cancel_poll
+        self._cfs_factory = cfs_factory or default_cfs_factory(settings)
+        self._colony_prvkey = register_with_colony_prvkey
+        self._deregister = deregister_on_stop if deregister_on_stop is not None else not executor_prvkey
+        self._base_client = settings.client()
+
+        if executor_prvkey:
+            self._prvkey = executor_prvkey
+        else:
+            assert register_with_colony_prvkey
+            colony_client = self._base_client.with_key(register_with_colony_prvkey)
+            self._prvkey = register_executor(colony_client, name=name, executor_type=executor_type)
+        self.executor_id = crypto.id_from_private_key(self._prvkey)
+        self.client: ColoniesClient = self._base_client.with_key(self._prvkey)  # type: ignore[assignment]
+        self._poll_client: ColoniesClient = self._base_client.with_key(self._prvkey)  # type: ignore[assignment]
+        self.stop_grace = stop_grace
+
+        self._stop = threading.Event()
+        self._slots = threading.Semaphore(max_jobs)
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[threading.Thread, AbortSignal]] = {}
+        self.finished: list[tuple[str, str]] = []
+        """(process id, outcome) of every job this executor ran, oldest first."""
+
+    def __repr__(self) -> str:
+        return f"LocalExecutor(name={self.name!r}, type={self.executor_type!r}, fs_dir={str(self.fs_dir)!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop taking work and kill running jobs (they are closed failed: "executor stopped").
+
+        Returns at once (safe from a signal handler); ``run_forever`` returns once the jobs
+        are closed, waiting at most ``stop_grace`` seconds for the current long-poll.
+        """
+        self._stop.set()
+        with self._lock:
+            for _thread, abort in self._running.values():
+                abort.set(STOPPED)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    def run_forever(self) -> None:
+        """Serve until ``stop()``; then wait for the jobs and deregister (when self-registered)."""
+        self.fs_dir.mkdir(parents=True, exist_ok=True)
+        log.info("executor %s (%s) serving colony %s; fs dir %s; up to %d job(s)", self.name, self.executor_type,
+                 self.settings.colony_name, self.fs_dir, self.max_jobs)
+        poller = threading.Thread(target=self._poll_main, name=f"assign-{self.name}", daemon=True)
+        poller.start()
+        try:
+            while poller.is_alive() and not self._stop.wait(0.5):
+                pass
+        finally:
+            self.stop()  # also when the poller died or we were interrupted: kill and close the jobs
+            poller.join(self.stop_grace)
+            self._drain()
+            if self._deregister and self._colony_prvkey:
+                deregister_executor(self._base_client.with_key(self._colony_prvkey), self.name)  # type: ignore[arg-type]
+            self.client.close()
+            self._base_client.close()
+            log.info("executor %s stopped", self.name)
+
+    def _poll_main(self) -> None:
+        try:
+            self._serve()
+        except Exception:
+            log.exception("the assign loop failed; stopping the executor")
+        finally:
+            self._stop.set()
+            self._poll_client.close()
+
+    def _serve(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue
+            try:
+                process = self._poll_client.assign(timeout=self.poll_timeout)
+            except NotFound:
+                self._slots.release()
+                failures = 0
+                continue
+            except ColoniesError as exc:
+                self._slots.release()
+                if self._stop.is_set():
+                    break
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                level = logging.ERROR if isinstance(exc, AccessDenied) else logging.WARNING
+                log.log(level, "assign failed (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                continue
+            except Exception:
+                self._slots.release()
+                raise
+            failures = 0
+            if process is None:
+                self._slots.release()
+                continue
+            if self._stop.is_set():
+                self._refuse(process)
+                self._slots.release()
+                break
+            self._start_job(process)
+
+    def _refuse(self, process: Process) -> None:
+        """Assigned just as we stopped: close it failed rather than leave it RUNNING forever."""
+        try:
+            self._poll_client.close_failed(process.processid, [f"{STOPPED}: the job was not started"])
+        except ColoniesError as exc:
+            log.warning("could not close process %s: %s", process.processid, exc)
+
+    def _start_job(self, process: Process) -> None:
+        abort = AbortSignal()
+        job = ProcessJob(process, client=self.client, backend=self.backend, fs_dir=self.fs_dir,
+                         executor_id=self.executor_id, abort=abort, cancel_poll=self.cancel_poll,
+                         assigned_at=time.monotonic(), cfs_factory=lambda: self._cfs_factory(self.client))
+        thread = threading.Thread(target=self._job_main, args=(job,), name=f"job-{process.processid[:8]}",
+                                  daemon=True)
+        with self._lock:
+            self._running[process.processid] = (thread, abort)
+            if self._stop.is_set():
+                abort.set(STOPPED)
+        log.info("process %s assigned (%s)", process.processid, process.spec.funcname)
+        thread.start()
+
+    def _job_main(self, job: ProcessJob) -> None:
+        try:
+            job.run()
+        finally:
+            with self._lock:
+                self._running.pop(job.pid, None)
+                self.finished.append((job.pid, job.outcome))
+            self._slots.release()
+            log.info("process %s done: %s", job.pid, job.outcome or "?")
+
+    def _drain(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = [t for t, _ in self._running.values()]
+            if not threads or time.monotonic() > end:
+                return
+            threads[0].join(max(0.0, min(1.0, end - time.monotonic())))
