@@ -23,7 +23,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
 
-import click
 import typer
 from pydantic import ValidationError
 from typer.core import TyperGroup
@@ -38,13 +37,34 @@ SNAPSHOT_PLACEHOLDER = "<snapshot>"
 COLONY_PLACEHOLDER = "<colony>"
 
 
+def _framework_exceptions() -> tuple[type[BaseException], ...]:
+    """Exits, aborts and usage errors, which the framework reports itself (usage errors exit 2).
+
+    Newer typer vendors click (its exceptions derive from ``typer.TyperException``);
+    older typer raises click's own.
+    """
+    kinds: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    if hasattr(typer, "TyperException"):
+        kinds.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        kinds += [click.exceptions.Exit, click.exceptions.Abort, click.ClickException]
+    return tuple(kinds)
+
+
+_FRAMEWORK_EXCEPTIONS = _framework_exceptions()
+
+
 class _Group(TyperGroup):
     """The root group: turns every error raised below it into one line and an exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _FRAMEWORK_EXCEPTIONS:
             raise
         except PollinatorError as exc:
             output.print_error(exc)
@@ -173,6 +193,13 @@ if (_fs := _optional("pollinator.cli.fs")) is not None:
     app.add_typer(_fs.fs_app, name="fs")
     app.command("sync")(_fs.sync_command)
     app.command("pull")(_fs.pull_command)
+
+if (_run := _optional("pollinator.cli.run")) is not None:
+    app.command("run")(_run.run_command)
+    app.command("attach")(_run.attach_command)
+
+if (_executor := _optional("pollinator.cli.executor")) is not None:
+    app.add_typer(_executor.executor_app, name="executor")
 
 
 if (_run := _optional("pollinator.cli.run")) is not None:
