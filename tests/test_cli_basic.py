@@ -333,6 +333,8 @@ def test_unit_logs_prints_all_pages_safely(fake, monkeypatch):
     assert result.stdout == "one\n\\x1b]0;pwned\\x07[bold]x[/bold]\\x1b[31m\nthree\n"
     data = json.loads(invoke("logs", "p1", "--json").stdout)
     assert [d["message"] for d in data] == ["one\n", EVIL + "\n", "three\r\n"]
+    pages[20] = [Log(message="partial", timestamp=30)]
+    assert invoke("logs", "p1").stdout.endswith("\npartial")  # no newline invented
 
 
 def test_unit_logs_stops_if_server_does_not_advance(fake, monkeypatch):

@@ -165,8 +165,8 @@ def logs_command(process_id: str = typer.Argument(..., help="The process id."), 
     if not logs:
         output.print_info("No logs yet.")
         return
-    text = "".join(output.safe_text(log.message, multiline=True) for log in logs)
-    output.echo_raw(text)
+    for log in logs:
+        output.write_log(log.message)
 
 
 def cancel_command(process_id: str = typer.Argument(..., help="The process id.")) -> None:

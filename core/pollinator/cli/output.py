@@ -80,6 +80,15 @@ def echo_raw(text: str) -> None:
     sys.stdout.flush()
 
 
+def write_log(message: Any) -> None:
+    """Stream one server log message to stdout as the job wrote it (newlines kept, controls neutralised).
+
+    Unlike :func:`echo_raw` no newline is added: executors send partial lines too.
+    """
+    sys.stdout.write(safe_text(message, multiline=True))
+    sys.stdout.flush()
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output for ``--json``; ``ensure_ascii`` escapes any control characters."""
     echo_raw(json.dumps(data, indent=2, ensure_ascii=True))
