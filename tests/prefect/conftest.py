@@ -1,0 +1,23 @@
+"""One temporary Prefect server for the whole session, and a fake core Job for unit tests."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("prefect")
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/prefect/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.prefect)

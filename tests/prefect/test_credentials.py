@@ -1,0 +1,100 @@
+"""The ColonyOSCredentials block: Prefect's standards, env round trip, and secrets that stay secret."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
+from pydantic import SecretStr, ValidationError
+
+from pollinator.config import Settings
+from pollinator.errors import ConfigError
+from pollinator_prefect import ColonyOSCredentials
+
+PRVKEY = "ab" * 32
+S3_SECRET = "s3-secret-value-do-not-leak"
+ENV = {
+    "COLONIES_SERVER_HOST": "colony.example",
+    "COLONIES_SERVER_PORT": "50443",
+    "COLONIES_TLS": "true",
+    "COLONIES_COLONY_NAME": "dev",
+    "COLONIES_PRVKEY": PRVKEY,
+    "AWS_S3_ENDPOINT": "s3.example:9000",
+    "AWS_S3_ACCESSKEY": "access",
+    "AWS_S3_SECRETKEY": S3_SECRET,
+    "AWS_S3_BUCKET": "pollinator",
+    "AWS_S3_REGION_KEY": "eu-north-1",
+    "AWS_S3_TLS": "true",
+    "COLONYOS_DASHBOARD_URL": "https://dash.example",
+}
+
+
+class TestBlockStandards(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self):
+        return ColonyOSCredentials
+
+
+def test_from_env_reads_what_pollinator_dev_env_prints():
+    creds = ColonyOSCredentials.from_env(ENV)
+    assert (creds.host, creds.port, creds.tls, creds.colony_name) == ("colony.example", 50443, True, "dev")
+    assert creds.private_key.get_secret_value() == PRVKEY
+    assert (creds.s3_endpoint, creds.s3_bucket, creds.s3_region, creds.s3_access_key, creds.s3_tls) == (
+        "s3.example:9000", "pollinator", "eu-north-1", "access", True)
+    assert creds.dashboard_url == "https://dash.example"
+
+
+def test_settings_round_trip_is_lossless():
+    settings = Settings.from_env(ENV)
+    assert ColonyOSCredentials.from_settings(settings).get_settings() == settings
+
+
+def test_without_s3_the_settings_have_none():
+    env = {k: v for k, v in ENV.items() if not k.startswith("AWS_")}
+    settings = ColonyOSCredentials.from_env(env).get_settings()
+    assert settings.s3 is None
+
+
+def test_from_env_errors_are_the_cores():
+    with pytest.raises(ConfigError, match="COLONIES_SERVER_HOST"):
+        ColonyOSCredentials.from_env({"COLONIES_PRVKEY": PRVKEY, "COLONIES_COLONY_NAME": "dev"})
+
+
+def test_half_configured_s3_is_a_clear_error():
+    creds = ColonyOSCredentials(colony_name="dev", private_key=PRVKEY, s3_endpoint="s3:9000")
+    with pytest.raises(ConfigError, match="s3_bucket, s3_access_key, s3_secret_key"):
+        creds.get_settings()
+
+
+def test_secrets_never_in_repr_str_or_dump():
+    creds = ColonyOSCredentials.from_env(ENV)
+    for text in (repr(creds), str(creds), creds.model_dump_json(), repr(creds.get_settings())):
+        assert PRVKEY not in text
+        assert S3_SECRET not in text
+
+
+def test_a_malformed_key_is_refused_without_echoing_it():
+    bad = "not-a-key-but-still-secret"
+    with pytest.raises(ValidationError) as info:
+        ColonyOSCredentials(colony_name="dev", private_key=bad)
+    assert bad not in str(info.value)
+    assert "64 hex characters" in str(info.value)
+
+
+def test_save_and_load_through_the_prefect_api():
+    creds = ColonyOSCredentials.from_env(ENV)
+    creds.save("pollinator-test-creds", overwrite=True)
+    loaded = ColonyOSCredentials.load("pollinator-test-creds")
+    assert loaded.get_settings() == creds.get_settings()
+    assert isinstance(loaded.s3_secret_key, SecretStr)
+
+
+def test_block_registers_from_the_module(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    prefect = Path(sys.executable).with_name("prefect")
+    out = subprocess.run([str(prefect), "block", "register", "-m", "pollinator_prefect"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ColonyOS Credentials" in out.stdout
