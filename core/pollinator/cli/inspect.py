@@ -80,7 +80,8 @@ def executors_command(json_out: bool = JsonOpt) -> None:
 def ps_command(
     state: Optional[StateName] = typer.Option(
         None, "--state", "-s", case_sensitive=False, help="Only this state (default: waiting and running)."),
-    count: int = typer.Option(100, "--count", "-n", min=1, max=10000, help="At most this many per state."),
+    count: int = typer.Option(100, "--count", "-n", min=1, max=100,
+                             help="At most this many per state (the server allows at most 100)."),
     json_out: bool = JsonOpt,
 ) -> None:
     """List processes (default: the waiting and running ones), newest first."""
@@ -98,7 +99,8 @@ def ps_command(
         return
     rows = [(p.processid, _state_name(p.state), p.spec.conditions.executortype, _command_line(p),
              output.fmt_time(p.submissiontime)) for p in processes]
-    output.stdout().print(output.table(["PROCESS ID", "STATE", "EXECUTOR TYPE", "COMMAND", "SUBMITTED"], rows))
+    output.stdout().print(output.table(["PROCESS ID", "STATE", "EXECUTOR TYPE", "COMMAND", "SUBMITTED"], rows,
+                                             no_wrap=["PROCESS ID"]))
 
 
 def get_command(process_id: str = typer.Argument(..., help="The process id."), json_out: bool = JsonOpt) -> None:

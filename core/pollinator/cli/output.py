@@ -10,6 +10,7 @@ server text goes through :func:`safe_text` and is printed as plain
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -54,8 +55,18 @@ def plain(value: Any, *, multiline: bool = False, style: str = "") -> Text:
 
 
 def stdout() -> Console:
-    """A console on the *current* ``sys.stdout`` (so test runners that swap it see the output)."""
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    """A console on the *current* ``sys.stdout`` (so test runners that swap it see the output).
+
+    Piped output gets a wide fixed width (``$COLUMNS`` or 200) instead of rich's 80, so ids stay on
+    one line for ``grep``/``awk`` and copy-paste.
+    """
+    width: Optional[int] = None
+    if not sys.stdout.isatty():
+        try:
+            width = int(os.environ.get("COLUMNS", "")) or 200
+        except ValueError:
+            width = 200
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
 
 
 def stderr() -> Console:
@@ -94,11 +105,12 @@ def print_json(data: Any) -> None:
     echo_raw(json.dumps(data, indent=2, ensure_ascii=True))
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: Optional[str] = None) -> Table:
-    """A table whose cells are all safe plain text."""
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: Optional[str] = None,
+          no_wrap: Sequence[str] = ()) -> Table:
+    """A table whose cells are all safe plain text; ``no_wrap`` columns (ids) are never folded."""
     out = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for col in columns:
-        out.add_column(col, overflow="fold")
+        out.add_column(col, overflow="fold", no_wrap=col in no_wrap)
     for row in rows:
         out.add_row(*(cell if isinstance(cell, Text) else plain(cell) for cell in row))
     return out
