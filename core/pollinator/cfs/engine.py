@@ -100,15 +100,11 @@ class CFS:
     # == planning ======================================================================
     def plan(self, local_dir: str | os.PathLike[str], label: str, keep_local: bool) -> SyncPlan:
         """Compare ``local_dir`` (and its sub-directories) with ``label`` (and its sub-labels)."""
-        return self._plan(Path(local_dir), label, keep_local, with_local=True, ignore=None)
-
-    def _plan(self, root: Path, label: str, keep_local: bool, *, with_local: bool,
-              ignore: Optional[IgnoreRules]) -> SyncPlan:
         label = normalize_label(label)
-        root = Path(os.path.abspath(root))
+        root = Path(os.path.abspath(local_dir))
         if root.exists() and not root.is_dir():
             raise SyncError(f"{root} is not a directory")
-        rules = ignore if ignore is not None else (IgnoreRules.load(root) if with_local else IgnoreRules())
+        rules = IgnoreRules.load(root)
         remote = self._remote_tree(label, rules)  # {rel_dir: {name: RemoteFile}}; validated, nothing written
         scanned = self._scan(root, rules) if root.exists() else {}
         cache = self._cache(root)
@@ -117,8 +113,6 @@ class CFS:
         for rel_dir, files in scanned.items():
             local[rel_dir] = {}
             for name, (full, st) in files.items():
-                if not with_local and name not in remote.get(rel_dir, {}):
-                    continue  # a pull never needs the checksum of a file the server does not have
                 to_hash.append((rel_dir, name, full, st))
         for rel_dir, name, digest, st in self._checksums(cache, to_hash):
             local[rel_dir][name] = LocalFile(name=name, size=st.st_size, checksum=digest, mtime_ns=st.st_mtime_ns,
@@ -524,12 +518,19 @@ class CFS:
         """Download every file of ``label`` and its sub-labels into ``dir``; local-only files are kept.
 
         Files already identical locally are skipped; different ones are overwritten (remote wins).
+        ``.pollinatorignore`` is not applied: a pull fetches everything.
         """
+        return self.apply(self.plan_pull(label, dir))
+
+    def plan_pull(self, label: str, dir: str | os.PathLike[str]) -> SyncPlan:
+        """What ``pull`` would download (for ``--dry-run``); only files the server has are hashed."""
         label = normalize_label(label)
-        remote = self._remote_tree(label, IgnoreRules())
-        return self._download_tree(Path(dir), label, remote)
+        return self._download_plan(Path(dir), label, self._remote_tree(label, IgnoreRules()))
 
     def _download_tree(self, root: Path, label: str, remote: dict[str, dict[str, RemoteFile]]) -> SyncReport:
+        return self.apply(self._download_plan(root, label, remote))
+
+    def _download_plan(self, root: Path, label: str, remote: dict[str, dict[str, RemoteFile]]) -> SyncPlan:
         root = Path(os.path.abspath(root))
         if root.exists() and not root.is_dir():
             raise SyncError(f"{root} is not a directory")
@@ -546,7 +547,7 @@ class CFS:
             lp = plan_label(label_for(label, rel_dir), rel_dir, local.get(rel_dir, {}), remote[rel_dir], False)
             lp.upload = []
             plans.append(lp)
-        return self.apply(SyncPlan(local_dir=str(root), label=label, keep_local=False, labels=plans))
+        return SyncPlan(local_dir=str(root), label=label, keep_local=False, labels=plans)
 
     def list(self, label: str) -> list[RemoteFile]:
         """Latest revision of every file under ``label`` and its sub-labels, sorted by label and name."""

@@ -21,7 +21,6 @@ checksums.
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import time
@@ -30,6 +29,7 @@ from typing import BinaryIO, Callable, Optional
 import boto3
 import botocore.config
 import botocore.exceptions
+import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 
 from pollinator.config import S3Settings
@@ -44,7 +44,7 @@ BODY_RETRIES = 4
 ByteCallback = Callable[[int], None]
 
 # Errors worth another attempt when they happen while reading a response body.
-TRANSIENT = (botocore.exceptions.BotoCoreError, ConnectionError, TimeoutError, OSError)
+TRANSIENT = (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)
 
 
 def record_endpoint(server: str, port: int) -> str:
@@ -155,6 +155,3 @@ class S3Store:
         except botocore.exceptions.ClientError:
             return False
 
-
-def as_reader(data: bytes) -> BinaryIO:
-    return io.BytesIO(data)
