@@ -1,0 +1,362 @@
+"""``PollinatorOperator``: one Airflow task = one ColonyOS job, through ``pollinator.run.Job``.
+
+Everything ColonyOS-specific (spec building, ColonyFS sync, submission,
+following logs, fetching results) is the core's; this module only maps
+Airflow's idioms onto it:
+
+* template fields and connection ids -> ``Job.inline`` / ``Job.from_project`` arguments;
+* the task log <- the remote log lines (``job.run(on_log=...)``);
+* XCom <- ``JobResult.to_xcom()``, plus ``process_id`` as soon as it is known;
+* ``deferrable=True`` -> submit here, then ``PollinatorTrigger`` waits in the triggerer;
+* crash safety: Airflow 3.3's ``ResumableJobMixin`` keeps the process id in the
+  ``task_state_store`` so a retried or restarted task re-attaches to its running
+  process. Where that store is missing (Airflow < 3.3), the core's client token
+  (``dag/task/run/map_index/try``) still makes one try's submission idempotent,
+  and the previous try's token is looked up so a worker that died between
+  submit and record does not cause a second process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from airflow.sdk import BaseOperator, conf
+
+from pollinator_airflow.links import PROCESS_URL_KEY, PollinatorProcessLink
+
+try:  # Airflow 3.3+
+    from airflow.sdk import ResumableJobMixin
+except ImportError:  # pragma: no cover - Airflow 3.0-3.2: no task_state_store, token-only fallback
+    class ResumableJobMixin:  # type: ignore[no-redef]
+        """Stand-in: every try submits (made idempotent per try by the client token)."""
+
+        external_id_key = "remote_job_id"
+
+        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.durable = False
+
+        def execute_resumable(self, context: Any) -> Any:
+            external_id = self.submit_job(context)  # type: ignore[attr-defined]
+            self.poll_until_complete(external_id, context)  # type: ignore[attr-defined]
+            return self.get_job_result(external_id, context)  # type: ignore[attr-defined]
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from pollinator.config import Settings
+    from pollinator.run import Job, JobResult
+
+    from pollinator_airflow.hooks import PollinatorHook
+
+ACTIVE_STATES = ("WAITING", "RUNNING")
+PROCESS_ID_KEY = "process_id"
+
+
+def client_token(context: "Context", try_number: Optional[int] = None) -> str:
+    """The core's idempotency token for this task instance try."""
+    ti = context["ti"]
+    try_number = ti.try_number if try_number is None else try_number
+    map_index = getattr(ti, "map_index", -1)
+    return f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{-1 if map_index is None else map_index}/{try_number}"
+
+
+def failure_message(process_id: str, state: str, errors: Sequence[str]) -> str:
+    """One message carrying the remote errors, so the Airflow UI shows why without opening logs."""
+    detail = "; ".join(e.strip() for e in errors if e and e.strip()) or "no error message from the executor"
+    return f"ColonyOS process {process_id} ended {state}: {detail}"
+
+
+class PollinatorOperator(ResumableJobMixin, BaseOperator):
+    """Run a command (or a ``project.yaml`` project) as a ColonyOS job and wait for it.
+
+    Give either ``project_dir`` (a Pollinator project; the inline options then
+    override its ``project.yaml``) or ``cmd`` with the inline options.
+
+    :param project_dir: directory with ``project.yaml``, ``src/``, ``data/``.
+    :param image: container image. :param cmd: command to run. :param args: its arguments.
+    :param env: environment of the remote process.
+    :param executor_names: executors that may run it. :param executor_type: or any executor of this type.
+    :param nodes: number of nodes. :param processes_per_node: processes (MPI ranks) per node.
+    :param cpu: CPU request, e.g. ``"4000m"``. :param mem: memory request, e.g. ``"8Gi"``.
+    :param gpu: number of GPUs. :param gpu_name: GPU model.
+    :param walltime: seconds the job may run.
+    :param inputs: ``{name: label}`` of earlier results mounted into this job (e.g. another task's
+        ``result_label`` XCom).
+    :param result_dir: where the result files are downloaded on the worker (``None``: not downloaded;
+        downstream jobs read the result label through ``inputs=``).
+    :param result_label: ColonyFS label the job's results go to (default ``/pollinator/<job_name>/result``).
+    :param job_name: name of the job (default: the task id).
+    :param colonies_conn_id: the ``colonies`` connection.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param poll_interval: seconds between polls while the remote process is quiet (deferrable mode).
+    :param durable: re-attach to the process of an earlier try (Airflow 3.3 ``task_state_store``).
+    """
+
+    template_fields: Sequence[str] = (
+        "project_dir", "image", "cmd", "args", "env", "executor_names", "executor_type", "nodes",
+        "processes_per_node", "cpu", "mem", "gpu", "gpu_name", "walltime", "inputs", "result_dir", "result_label",
+        "job_name",
+    )
+    template_fields_renderers = {"env": "json", "inputs": "json", "args": "py", "cmd": "bash"}
+    operator_extra_links = (PollinatorProcessLink(),)
+    ui_color = "#f6c945"
+    external_id_key = "pollinator_process_id"
+    _requires_command = True
+
+    def __init__(
+        self,
+        *,
+        project_dir: Optional[str] = None,
+        image: Optional[str] = None,
+        cmd: Optional[str] = None,
+        args: Optional[list[str]] = None,
+        env: Optional[dict[str, str]] = None,
+        executor_names: Optional[list[str]] = None,
+        executor_type: Optional[str] = None,
+        nodes: Optional[int] = None,
+        processes_per_node: Optional[int] = None,
+        cpu: Optional[str] = None,
+        mem: Optional[str] = None,
+        gpu: Optional[int] = None,
+        gpu_name: Optional[str] = None,
+        walltime: Optional[int] = None,
+        inputs: Optional[dict[str, str]] = None,
+        result_dir: Optional[str] = None,
+        result_label: Optional[str] = None,
+        job_name: Optional[str] = None,
+        colonies_conn_id: str = "colonies_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if self._requires_command and not project_dir and not cmd:
+            raise ValueError(f"{type(self).__name__} {self.task_id!r}: give project_dir= or cmd=")
+        self.project_dir = project_dir
+        self.image = image
+        self.cmd = cmd
+        self.args = args
+        self.env = env
+        self.executor_names = executor_names
+        self.executor_type = executor_type
+        self.nodes = nodes
+        self.processes_per_node = processes_per_node
+        self.cpu = cpu
+        self.mem = mem
+        self.gpu = gpu
+        self.gpu_name = gpu_name
+        self.walltime = walltime
+        self.inputs = inputs
+        self.result_dir = result_dir
+        self.result_label = result_label
+        self.job_name = job_name
+        self.colonies_conn_id = colonies_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self._hook: Optional["PollinatorHook"] = None
+        self._job: Optional["Job"] = None
+        self._result: Optional["JobResult"] = None
+        self.process_id: Optional[str] = None
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+    @property
+    def hook(self) -> "PollinatorHook":
+        if self._hook is None:
+            from pollinator_airflow.hooks import PollinatorHook
+
+            self._hook = PollinatorHook(self.colonies_conn_id)
+        return self._hook
+
+    def _settings(self) -> "Settings":
+        from airflow.sdk.exceptions import AirflowFailException
+        from pollinator.errors import ConfigError
+
+        try:
+            return self.hook.get_settings()
+        except ConfigError as exc:  # retrying cannot fix a bad connection
+            raise AirflowFailException(str(exc)) from None
+
+    def _options(self) -> dict[str, Any]:
+        """The inline options the user set, in the core's names; unset ones keep the core's defaults."""
+        options = {
+            "image": self.image, "cmd": self.cmd, "args": self.args, "env": self.env,
+            "executor_names": self.executor_names, "executor_type": self.executor_type, "nodes": self.nodes,
+            "processes_per_node": self.processes_per_node, "cpu": self.cpu, "mem": self.mem,
+            "gpu_count": self.gpu, "gpu_name": self.gpu_name, "walltime": self.walltime, "inputs": self.inputs,
+            "result_dir": Path(self.result_dir) if self.result_dir else None, "result_label": self.result_label,
+            "name": self.job_name,
+        }
+        return {k: v for k, v in options.items() if v is not None}
+
+    def build_job(self, settings: "Settings", token: str, context: "Context") -> "Job":
+        """The core job for this task (the TaskFlow decorator overrides this)."""
+        from pollinator.run import Job
+
+        options = self._options()
+        options.setdefault("name", self.task_id)
+        if self.project_dir:
+            return Job.from_project(Path(self.project_dir), settings, token=token, **options)
+        return Job.inline(settings, token=token, **options)
+
+    def _attach(self, process_id: str, context: "Context") -> "Job":
+        """A job bound to an existing process, with this task's options (result label/dir, return value)."""
+        if self._job is not None and self._job.process_id == process_id:
+            return self._job
+        from pollinator.errors import PollinatorError
+        from pollinator.run import Job
+
+        settings = self._settings()
+        try:
+            job = self.build_job(settings, client_token(context), context)
+        except PollinatorError as exc:  # e.g. project_dir missing on this worker: results by label only
+            self.log.warning("Attaching to %s without the task's job options: %s", process_id, exc)
+            return Job.attach(settings, process_id, result_dir=Path(self.result_dir) if self.result_dir else None)
+        job.process_id = process_id  # submit() is then a no-op: nothing is sent twice
+        job.attached = True
+        self._job = job
+        return job
+
+    def _on_log(self, line: str) -> None:
+        self.log.info("%s", line)
+
+    def _announce(self, process_id: str, context: "Context") -> None:
+        """Make the process id visible at once: XCom, the extra link, the task log."""
+        self.process_id = process_id
+        ti = context["ti"]
+        ti.xcom_push(key=PROCESS_ID_KEY, value=process_id)
+        url = self._settings().process_url(process_id)
+        if url:
+            ti.xcom_push(key=PROCESS_URL_KEY, value=url)
+            ti.xcom_push(key=PollinatorProcessLink().xcom_key, value=url)
+        self.log.info("ColonyOS process %s%s", process_id, f" ({url})" if url else "")
+
+    def _run(self, job: "Job", on_log: Any) -> "JobResult":
+        """``job.run`` with the remote errors carried into the Airflow exception."""
+        from airflow.sdk.exceptions import AirflowException
+        from pollinator.errors import JobFailed, PollinatorError
+
+        try:
+            return job.run(on_log=on_log)
+        except JobFailed as exc:
+            raise AirflowException(failure_message(exc.process_id or str(job.process_id), exc.state or "FAILED",
+                                                   exc.errors or [str(exc)])) from None
+        except PollinatorError as exc:
+            raise AirflowException(f"ColonyOS process {job.process_id}: {exc}") from None
+
+    def xcom_value(self, result: "JobResult", context: "Context") -> Any:
+        """What the task returns to XCom (the decorator returns the function's value instead)."""
+        return result.to_xcom()
+
+    # -- ResumableJobMixin -----------------------------------------------------------------------------
+    def submit_job(self, context: "Context") -> str:
+        """Submit (or, via the token, re-find) this try's process; pick up the previous try's if it lives."""
+        settings = self._settings()
+        process_id = self._previous_try_process(context)
+        if process_id is None:
+            self._job = self.build_job(settings, client_token(context), context)
+            process_id = self._job.submit()
+        self._announce(process_id, context)
+        return process_id
+
+    def _previous_try_process(self, context: "Context") -> Optional[str]:
+        """Covers a worker that died between submit and recording the id (and Airflow < 3.3)."""
+        try_number = context["ti"].try_number
+        if not getattr(self, "durable", True) or not try_number or try_number <= 1:
+            return None
+        from pollinator.run import Job
+
+        process = Job.find_existing(self._settings(), client_token(context, try_number - 1))
+        if process is None:
+            return None
+        from pollinator.colonies.models import ProcessState
+
+        state = ProcessState(process.state).name
+        if state in ACTIVE_STATES or state == "SUCCESS":
+            self.log.info("Re-attaching to process %s of try %d (%s)", process.processid, try_number - 1, state)
+            return process.processid
+        return None
+
+    def get_job_status(self, external_id: Any, context: "Context") -> str:
+        from pollinator.errors import NotFound
+
+        try:
+            return self.hook.get_state(str(external_id))
+        except NotFound:
+            return "GONE"
+
+    def is_job_active(self, status: str) -> bool:
+        return status in ACTIVE_STATES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "SUCCESS"
+
+    def poll_until_complete(self, external_id: Any, context: "Context") -> Any:
+        process_id = str(external_id)
+        if self.process_id != process_id:
+            self._announce(process_id, context)  # the re-attach path skips submit_job
+        self._result = self._run(self._attach(process_id, context), self._on_log)
+        return self.xcom_value(self._result, context)
+
+    def get_job_result(self, external_id: Any, context: "Context") -> Any:
+        if self._result is None or self._result.process_id != str(external_id):
+            self.process_id = self.process_id or str(external_id)
+            self._result = self._run(self._attach(str(external_id), context), None)
+        return self.xcom_value(self._result, context)
+
+    # -- Airflow entry points --------------------------------------------------------------------------
+    def execute(self, context: "Context") -> Any:
+        if not self.deferrable:
+            return self.execute_resumable(context)
+        process_id, state = self._resume_or_submit(context)
+        if state == "SUCCESS":
+            return self.get_job_result(process_id, context)
+        from pollinator_airflow.triggers import PollinatorTrigger
+
+        self.defer(trigger=PollinatorTrigger(process_id=process_id, colonies_conn_id=self.colonies_conn_id,
+                                             poll_interval=self.poll_interval),
+                   method_name="execute_complete")
+
+    def _resume_or_submit(self, context: "Context") -> tuple[str, str]:
+        """The deferrable twin of ``execute_resumable``'s decision, on the same store key."""
+        store = context.get("task_state_store") if getattr(self, "durable", False) else None
+        if store is not None:
+            stored = store.get(self.external_id_key)
+            if stored:
+                state = self.get_job_status(stored, context)
+                if self.is_job_active(state) or self.is_job_succeeded(state):
+                    self.log.info("Re-attaching to process %s (%s) of an earlier try", stored, state)
+                    self._announce(str(stored), context)
+                    return str(stored), state
+                self.log.warning("Process %s of an earlier try ended %s: submitting a new one", stored, state)
+        process_id = self.submit_job(context)
+        if store is not None:
+            store.set(self.external_id_key, process_id)
+        return process_id, "SUBMITTED"
+
+    def execute_complete(self, context: "Context", event: dict[str, Any]) -> Any:
+        """Back from the trigger: fetch the results, or fail with the remote errors."""
+        from airflow.sdk.exceptions import AirflowException
+
+        process_id = str(event.get("process_id") or "")
+        self.process_id = process_id
+        status = event.get("status")
+        if status == "error":
+            raise AirflowException(f"Following ColonyOS process {process_id} failed: {event.get('message')}")
+        if status != "success":
+            raise AirflowException(failure_message(process_id, str(event.get("state") or status).upper(),
+                                                   event.get("errors") or []))
+        return self.get_job_result(process_id, context)
+
+    def on_kill(self) -> None:
+        """The task was killed (cleared, marked failed, timed out): cancel the remote process too."""
+        if not self.process_id:
+            return
+        self.log.info("Cancelling ColonyOS process %s", self.process_id)
+        try:
+            if self._job is not None and self._job.process_id == self.process_id:
+                self._job.cancel()
+            else:
+                self.hook.cancel(self.process_id)
+        except Exception as exc:  # on_kill must not mask why the task is being killed
+            self.log.warning("Could not cancel ColonyOS process %s: %s", self.process_id, exc)
