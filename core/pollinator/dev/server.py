@@ -264,14 +264,25 @@ def create_app(data_dir: Path, server_id: str) -> Starlette:
 
 
 def serve(host: str, port: int, data_dir: Path, server_id: str, log_level: str = "warning") -> None:
-    """Run until SIGINT/SIGTERM (uvicorn handles both and shuts down gracefully)."""
+    """Run until SIGINT/SIGTERM, then shut down gracefully and return (exit status 0)."""
     import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            # uvicorn re-raises the caught signal after shutting down (exit status -15); a launcher
+            # stopping the local colony wants a clean exit instead.
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    getattr(self, "_captured_signals", []).clear()
 
     app = create_app(data_dir, server_id)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2,
                             access_log=False)
     try:
-        uvicorn.Server(config).run()
+        _Server(config).run()
     finally:
         app.state.store.close()
 
