@@ -11,7 +11,11 @@ pytestmark = pytest.mark.prefect
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness():
+    import os
+
     from prefect.testing.utilities import prefect_test_harness
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls from a test server
 
     with prefect_test_harness(server_startup_timeout=120):
         yield

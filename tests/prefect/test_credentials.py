@@ -10,22 +10,7 @@ from pollinator.config import Settings
 from pollinator.errors import ConfigError
 from pollinator_prefect import ColonyOSCredentials
 
-PRVKEY = "ab" * 32
-S3_SECRET = "s3-secret-value-do-not-leak"
-ENV = {
-    "COLONIES_SERVER_HOST": "colony.example",
-    "COLONIES_SERVER_PORT": "50443",
-    "COLONIES_TLS": "true",
-    "COLONIES_COLONY_NAME": "dev",
-    "COLONIES_PRVKEY": PRVKEY,
-    "AWS_S3_ENDPOINT": "s3.example:9000",
-    "AWS_S3_ACCESSKEY": "access",
-    "AWS_S3_SECRETKEY": S3_SECRET,
-    "AWS_S3_BUCKET": "pollinator",
-    "AWS_S3_REGION_KEY": "eu-north-1",
-    "AWS_S3_TLS": "true",
-    "COLONYOS_DASHBOARD_URL": "https://dash.example",
-}
+from prefect_fakes import ENV, PRVKEY, S3_SECRET
 
 
 class TestBlockStandards(BlockStandardTestSuite):

@@ -1,0 +1,247 @@
+"""``@pollinator_task``: a Prefect task whose work runs as a ColonyOS job (Slurm or Kubernetes).
+
+The adapter is deliberately thin. Each call builds one core :class:`pollinator.run.Job`
+and runs it; everything Prefect-specific is only a translation:
+
+* job options (executors, resources, ``inputs``...) go to the core job; every
+  other keyword (``retries``, ``timeout_seconds``, ``task_run_name``...) goes to
+  :func:`prefect.task` untouched;
+* each remote log line goes to ``get_run_logger()`` as it arrives;
+* a Prefect timeout, a cancelled flow run (``TerminationSignal``) or any other
+  exception while waiting cancels the remote process (``Job.run``/``Job.arun``
+  do that in their ``except BaseException``);
+* the client token (see :mod:`pollinator_prefect.token`) makes a restarted
+  attempt re-attach and a retry resubmit;
+* a link artifact points at the dashboard, a markdown artifact lists the results.
+
+Two forms:
+
+``@pollinator_task(...)`` (``kind="function"``)
+    the decorated function's *body* runs remotely with JSON arguments; the
+    task returns its JSON return value.
+``@pollinator_task(..., kind="command")``
+    the function runs locally and returns the command (a string, or a list:
+    command then arguments) to run in the project environment; the task
+    returns the :class:`~pollinator.run.JobResult`.
+
+A plain ``def`` becomes a sync task and an ``async def`` an async task, so a
+sync caller never receives a coroutine.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+
+from prefect import task as prefect_task
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+from prefect.tasks import Task
+
+from pollinator.config import Settings
+from pollinator.errors import JobFailed, ProjectError
+from pollinator.run import Job, JobResult, remote_function_job
+from pollinator_prefect import artifacts
+from pollinator_prefect.credentials import ColonyOSCredentials
+from pollinator_prefect.token import client_token
+
+Kind = Literal["function", "command"]
+Credentials = Union[ColonyOSCredentials, str, None]
+PathLike = Union[str, Path]
+
+
+def resolve_settings(credentials: Credentials) -> Settings:
+    """A block, a saved block's name, or (None) the ``COLONIES_*``/``AWS_S3_*`` environment."""
+    if credentials is None:
+        return ColonyOSCredentials.from_env().get_settings()
+    if isinstance(credentials, str):
+        return ColonyOSCredentials.load(credentials, _sync=True).get_settings()  # type: ignore[call-arg]
+    return credentials.get_settings()
+
+
+async def aresolve_settings(credentials: Credentials) -> Settings:
+    if isinstance(credentials, str):
+        block = await ColonyOSCredentials.aload(credentials)
+        return block.get_settings()
+    return resolve_settings(credentials)
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """What one decorated function turns into: the job options, bound once at decoration time."""
+
+    func: Callable[..., Any]
+    kind: Kind
+    job_name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    project_dir: Optional[Path] = None
+    credentials: Credentials = None
+
+    def job(self, settings: Settings, args: tuple, kwargs: dict, command: Any, token: Optional[str]) -> Job:
+        """The one core Job for this call."""
+        if self.kind == "function":
+            return remote_function_job(settings, self.func, args, kwargs, name=self.job_name, token=token,
+                                       **self.options)
+        cmd, cmd_args = _split_command(command, self.func)
+        extra = {"args": cmd_args} if cmd_args is not None else {}
+        if self.project_dir is not None:
+            return Job.from_project(self.project_dir, settings, token=token, cmd=cmd, **extra, **self.options)
+        return Job.inline(settings, token=token, name=self.job_name, cmd=cmd, **extra, **self.options)
+
+
+def _split_command(command: Any, func: Callable[..., Any]) -> tuple[str, Optional[list[str]]]:
+    if isinstance(command, str) and command.strip():
+        return command, None
+    if isinstance(command, (list, tuple)) and command and all(isinstance(c, str) for c in command):
+        return command[0], list(command[1:])
+    raise ProjectError(f"{func.__name__} must return the command to run (a non-empty string, or a list of "
+                       f"strings: command then arguments), not {type(command).__name__}")
+
+
+class _Attempt:
+    """One attempt of one task run: its logger, token and the callbacks handed to ``Job.run``."""
+
+    def __init__(self, remote: _Remote, settings: Settings, args: tuple, kwargs: dict):
+        ctx = TaskRunContext.get()
+        self.remote = remote
+        self.settings = settings
+        self.logger = get_run_logger()
+        parameters = ctx.parameters if ctx is not None else {"args": args, "kwargs": kwargs}
+        self.token = client_token(remote.func, parameters, ctx)
+        self.job: Optional[Job] = None
+
+    def on_log(self, text: str) -> None:
+        self.logger.info("%s", text)
+
+    def on_submit(self, process_id: str) -> None:
+        url = self.settings.process_url(process_id)
+        how = "Re-attached to" if self.job is not None and self.job.attached else "Submitted"
+        self.logger.info("%s ColonyOS process %s%s", how, process_id, f" ({url})" if url else "")
+        artifacts.safely(artifacts.link_to_process, self.remote.job_name, process_id, url)
+
+    def finished(self, result: JobResult) -> Any:
+        artifacts.safely(artifacts.publish_result, self.remote.job_name, result)
+        self.logger.info("ColonyOS process %s ended %s after %s s with %d result file(s)", result.process_id,
+                         result.state, f"{result.seconds:.1f}" if result.seconds is not None else "?",
+                         len(result.result_files))
+        return result.return_value if self.remote.kind == "function" else result
+
+    def failed(self, exc: JobFailed) -> None:
+        result = exc.result if isinstance(exc.result, JobResult) else None
+        artifacts.safely(artifacts.publish_result, self.remote.job_name, result)
+
+
+def _sync_body(remote: _Remote) -> Callable[..., Any]:
+    @functools.wraps(remote.func)
+    def run_remotely(*args: Any, **kwargs: Any) -> Any:
+        settings = resolve_settings(remote.credentials)
+        attempt = _Attempt(remote, settings, args, kwargs)
+        command = remote.func(*args, **kwargs) if remote.kind == "command" else None
+        with remote.job(settings, args, kwargs, command, attempt.token) as job:
+            attempt.job = job
+            try:
+                result = job.run(on_log=attempt.on_log, on_submit=attempt.on_submit)
+            except JobFailed as exc:
+                attempt.failed(exc)
+                raise
+            return attempt.finished(result)
+
+    return run_remotely
+
+
+def _async_body(remote: _Remote) -> Callable[..., Any]:
+    @functools.wraps(remote.func)
+    async def run_remotely(*args: Any, **kwargs: Any) -> Any:
+        settings = await aresolve_settings(remote.credentials)
+        attempt = _Attempt(remote, settings, args, kwargs)
+        command = await remote.func(*args, **kwargs) if remote.kind == "command" else None
+        job = remote.job(settings, args, kwargs, command, attempt.token)
+        attempt.job = job
+        try:
+            result = await job.arun(on_log=attempt.on_log, on_submit=attempt.on_submit)
+        except JobFailed as exc:
+            attempt.failed(exc)
+            raise
+        finally:
+            job.close()
+        return attempt.finished(result)
+
+    return run_remotely
+
+
+def pollinator_task(
+    fn: Optional[Callable[..., Any]] = None,
+    /,
+    *,
+    kind: Kind = "function",
+    credentials: Credentials = None,
+    project_dir: Optional[PathLike] = None,
+    job_name: Optional[str] = None,
+    image: Optional[str] = None,
+    executor_names: Optional[Sequence[str]] = None,
+    executor_type: Optional[str] = None,
+    nodes: Optional[int] = None,
+    processes_per_node: Optional[int] = None,
+    cpu: Union[str, int, float, None] = None,
+    mem: Union[str, int, None] = None,
+    gpu_count: Optional[int] = None,
+    gpu_name: Optional[str] = None,
+    walltime: Union[int, str, None] = None,
+    inputs: Union[Mapping[str, str], Sequence[str], None] = None,
+    env: Optional[Mapping[str, str]] = None,
+    init_cmd: Optional[str] = None,
+    src_dir: Optional[PathLike] = None,
+    data_dir: Optional[PathLike] = None,
+    result_dir: Optional[PathLike] = None,
+    max_retries: Optional[int] = None,
+    **task_options: Any,
+) -> Any:
+    """Make a Prefect task that runs as a ColonyOS job.
+
+    Args:
+        kind: ``"function"`` runs the function body remotely and returns its
+            JSON value; ``"command"`` runs the function locally to get the
+            command and returns the ``JobResult``.
+        credentials: a ``ColonyOSCredentials`` block, the name of a saved one,
+            or None to read ``COLONIES_*``/``AWS_S3_*`` from the environment
+            (resolved at run time, not at import).
+        project_dir: a Go-pollinator project (``project.yaml`` + ``cfs/``);
+            ``kind="command"`` only. Its settings are the defaults; the
+            options given here override them.
+        job_name: the ColonyOS project name (label ``/pollinator/<job_name>/...``);
+            defaults to the function name with ``_`` as ``-``.
+        image ... max_retries: the core job options (see
+            :class:`pollinator.run.JobOptions`); ``None`` keeps the default.
+        **task_options: passed to :func:`prefect.task` (``retries``,
+            ``timeout_seconds``, ``task_run_name``, ``tags``...).
+    """
+    if kind not in ("function", "command"):
+        raise ValueError(f"kind={kind!r}: use 'function' (the body runs remotely) or 'command'")
+    if project_dir is not None and kind != "command":
+        raise ValueError("project_dir needs kind='command': a project runs the command the function returns")
+    given = dict(image=image, executor_names=list(executor_names) if executor_names is not None else None,
+                 executor_type=executor_type, nodes=nodes, processes_per_node=processes_per_node, cpu=cpu,
+                 mem=mem, gpu_count=gpu_count, gpu_name=gpu_name, walltime=walltime,
+                 inputs=dict(inputs) if isinstance(inputs, Mapping) else (list(inputs) if inputs else None),
+                 env=dict(env) if env is not None else None, init_cmd=init_cmd,
+                 src_dir=Path(src_dir) if src_dir is not None else None,
+                 data_dir=Path(data_dir) if data_dir is not None else None,
+                 result_dir=Path(result_dir) if result_dir is not None else None, max_retries=max_retries)
+    options = {k: v for k, v in given.items() if v is not None}
+    if kind == "function" and "src_dir" in options:
+        raise ValueError("src_dir is where the function's source is shipped from; it cannot be set for "
+                         "kind='function'")
+
+    def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
+        remote = _Remote(func=func, kind=kind, job_name=job_name or func.__name__.replace("_", "-"),
+                         options=options, project_dir=Path(project_dir) if project_dir is not None else None,
+                         credentials=credentials)
+        body = _async_body(remote) if inspect.iscoroutinefunction(func) else _sync_body(remote)
+        return prefect_task(**task_options)(body)
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
