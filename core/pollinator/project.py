@@ -158,7 +158,12 @@ def check_source(value: Any) -> str:
 
 
 def _scalar_to_str(value: Any) -> Any:
-    """YAML turns ``cmd: 123`` into an int; Go's decoder takes it as text, and so do we (bools stay errors)."""
+    """YAML turns ``cmd: 123`` into an int; Go's decoder takes it as text, and so do we (bools stay errors).
+
+    An empty value (``init-cmd:``) is YAML null; Go decodes it into "" and so do we.
+    """
+    if value is None:
+        return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value

@@ -25,10 +25,6 @@ EXIT_CANCELLED = 130
 STATE_FILE = Path(".pollinator") / "run.json"
 
 
-def _print_log(text: str) -> None:
-    output.echo_raw(output.safe_text(text))
-
-
 def _pending_token(project_dir: Path) -> Optional[str]:
     path = project_dir / STATE_FILE
     try:
@@ -59,8 +55,7 @@ def _report(result: JobResult) -> None:
 def _follow_to_end(job: Job, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
     try:
         for line in job.follow():
-            for text in line.message.splitlines():
-                _print_log(text)
+            output.write_log(line.message)
     except KeyboardInterrupt:
         if detach_on_interrupt:
             output.print_info(f"detached; process {job.process_id} keeps running. "

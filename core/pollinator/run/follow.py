@@ -86,8 +86,10 @@ class _Pacing:
 class LogFollower:
     """Iterate a process's log lines until it is final; ``.process`` then holds it."""
 
-    def __init__(self, client, process_id: str, since: int = 0, *, unreachable_timeout: float = 300.0):
+    def __init__(self, client, process_id: str, since: int = 0, *, unreachable_timeout: float = 300.0,
+                 deadline: Optional[float] = None):
         self.client = client
+        self.deadline = deadline  # time.monotonic() value after which TimeoutError is raised
         self.process_id = process_id
         self.cursor = LogCursor(since)
         self.process: Optional[Process] = None
@@ -97,6 +99,10 @@ class LogFollower:
     def last_timestamp(self) -> int:
         return self.cursor.last_timestamp
 
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError(f"process {self.process_id} still running at the deadline")
+
     def _batch(self) -> list[Log]:
         batch = self.client.get_logs(self.process_id, since=self.cursor.query_since(), count=MAX_LOG_COUNT)
         return self.cursor.accept(batch)
@@ -104,6 +110,7 @@ class LogFollower:
     def __iter__(self) -> Iterator[Log]:
         final = False
         while True:
+            self._check_deadline()
             try:
                 lines = self._batch()
                 yield from lines
@@ -136,6 +143,7 @@ class AsyncLogFollower(LogFollower):
     async def __aiter__(self) -> AsyncIterator[Log]:
         final = False
         while True:
+            self._check_deadline()
             try:
                 lines = await self._abatch()
                 for line in lines:

@@ -231,9 +231,10 @@ class Job:
             raise ProjectError("the job has not been submitted yet: call submit() first")
         return self.process_id
 
-    def follow(self, since: Optional[int] = None) -> Iterator[Log]:
-        """Live log lines until the process is final."""
-        follower = follow_logs(self.client, self._require_id(), self._last_log_ts if since is None else since)
+    def follow(self, since: Optional[int] = None, deadline: Optional[float] = None) -> Iterator[Log]:
+        """Live log lines until the process is final (TimeoutError past ``deadline``, a monotonic time)."""
+        follower = follow_logs(self.client, self._require_id(), self._last_log_ts if since is None else since,
+                               deadline=deadline)
         for line in follower:
             self._last_log_ts = follower.last_timestamp
             yield line
@@ -315,12 +316,12 @@ class Job:
             on_submit(self._require_id())
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            for line in self.follow():
+            for line in self.follow(deadline=deadline):
                 _emit(on_log, line)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise JobTimeout(f"process {self.process_id} exceeded the client timeout of {timeout:.0f} s",
-                                     process_id=self.process_id or "", state="RUNNING")
-            self.wait(timeout=None if deadline is None else max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            self._cancel_quietly()
+            raise JobTimeout(f"process {self.process_id} exceeded the client timeout of {timeout:.0f} s",
+                             process_id=self.process_id or "", state="RUNNING") from None
         except BaseException:
             self._cancel_quietly()
             raise

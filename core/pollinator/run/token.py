@@ -29,7 +29,7 @@ def carries_token(process: Process, token: str) -> bool:
     return (process.spec.env or {}).get(TOKEN_ENV) == token
 
 
-def find_by_token(client, token: str, count: int = 200) -> Optional[Process]:
+def find_by_token(client, token: str, count: int = 100) -> Optional[Process]:
     """The newest process submitted with this token, in any state."""
     label = token_label(token)
     found: list[Process] = []
