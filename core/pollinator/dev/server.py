@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Optional
@@ -49,6 +50,7 @@ HANDLERS: dict[str, Handler] = {
 }
 DEADLINE_PERIOD_S = 1.0  # the Go TimeoutLoop's RELEASE_PERIOD
 BUILD_VERSION, BUILD_TIME = "dev", "2026-02-01T00:00:00Z"
+_HEX = re.compile("[0-9a-fA-F]*")
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
@@ -69,9 +71,9 @@ def error_body(status: int, message: str) -> str:
 
 def recover_identity(payload: str, signature: str) -> str:
     """The signer's id, or RPCError(403) worded like the Go crypto package."""
-    for ch in signature:
-        if ch not in "0123456789abcdefABCDEF":
-            raise RPCError(403, f"encoding/hex: invalid byte: U+{ord(ch):04X} '{ch}'")
+    if not _HEX.fullmatch(signature):
+        ch = next(c for c in signature if c not in "0123456789abcdefABCDEF")
+        raise RPCError(403, f"encoding/hex: invalid byte: U+{ord(ch):04X} '{ch}'")
     if len(signature) % 2:
         raise RPCError(403, "encoding/hex: odd length hex string")
     sig = bytes.fromhex(signature)
