@@ -353,7 +353,7 @@ class CFS:
             data = full.read_bytes()
             if len(data) != pf.size or sha256_bytes(data) != pf.checksum:
                 raise changed()
-            self.store.put_small(key, data)
+            self.store.put_small(key, data, pf.checksum)
         else:
             cancel = getattr(tracker, "cancel", None)
 
@@ -443,7 +443,7 @@ class CFS:
             f.seek(0)
             f.truncate()
             if pf.size < self.store.multipart_threshold:
-                data = self.store.get_small(pf.s3_object)
+                data = self.store.get_small(pf.s3_object, pf.size)
                 digest = sha256_bytes(data)
                 if digest == pf.checksum:
                     f.write(data)

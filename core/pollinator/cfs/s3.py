@@ -1,16 +1,15 @@
 """The S3 side of ColonyFS: one boto3 client, small files in one request, big ones multipart.
 
-Why not ``upload_file`` for everything: the transfer manager costs a few
-milliseconds of futures and bookkeeping per call, which dominates a 1 KiB
-file, so objects below ``multipart_threshold`` go through a single
-``put_object`` / ``get_object`` and larger ones through ``TransferConfig``
+Why not ``upload_file`` for everything: the transfer manager and botocore
+cost a few milliseconds of CPU per call, which dominates a 1 KiB file, so
+objects below ``multipart_threshold`` go through one lean SigV4-signed request
+(:mod:`pollinator.cfs.sigv4`) and larger ones through boto3's ``TransferConfig``
 multipart with ``max_concurrency`` parts in flight.
 
 Retries: botocore's "standard" retry mode resends failed requests (5xx,
-throttling, connection errors) with backoff; a body that breaks mid-stream
-after a 200 is not something botocore retries for a plain ``get_object``, so
-:meth:`S3Store.get_small` retries that itself (the transfer manager already
-does for multipart downloads).
+throttling, connection errors) with backoff and the transfer manager re-reads
+a multipart download body that breaks off; the lean small-object path retries
+the same failures itself.
 
 Credentials are always ours (``S3Settings``), never a file record's: the Go
 CLI stores its S3 keys in every record and we neither trust nor use them.
@@ -23,15 +22,14 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from typing import BinaryIO, Callable, Optional
 
 import boto3
 import botocore.config
 import botocore.exceptions
-import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 
+from pollinator.cfs.sigv4 import LeanS3, S3RequestError
 from pollinator.config import S3Settings
 
 log = logging.getLogger(__name__)
@@ -39,12 +37,9 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 MULTIPART_THRESHOLD = 16 * MiB
 MULTIPART_CHUNKSIZE = 16 * MiB
-BODY_RETRIES = 4
 
 ByteCallback = Callable[[int], None]
 
-# Errors worth another attempt when they happen while reading a response body.
-TRANSIENT = (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)
 
 
 def record_endpoint(server: str, port: int) -> str:
@@ -61,6 +56,8 @@ def record_endpoint(server: str, port: int) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free description of a boto/transport error."""
+    if isinstance(exc, S3RequestError):
+        return str(exc)
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
@@ -97,6 +94,7 @@ class S3Store:
             verify=not settings.skip_verify,
             config=config,
         )
+        self.lean = LeanS3(settings, pool_size=max(16, workers * 2), attempts=max_attempts)
         self.multipart_threshold = multipart_threshold
         self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
                                               multipart_chunksize=multipart_chunksize,
@@ -116,31 +114,18 @@ class S3Store:
             self.client.create_bucket(Bucket=self.bucket)
 
     # -- upload ------------------------------------------------------------------
-    def put_small(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/octet-stream")
+    def put_small(self, key: str, data: bytes, sha256_hex: Optional[str] = None) -> None:
+        """One signed PUT (retried inside :class:`LeanS3`)."""
+        self.lean.put(key, data, sha256_hex)
 
     def upload_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None) -> None:
         self.client.upload_fileobj(fileobj, self.bucket, key, Config=self.transfer_config, Callback=on_bytes,
                                    ExtraArgs={"ContentType": "application/octet-stream"})
 
     # -- download ----------------------------------------------------------------
-    def get_small(self, key: str) -> bytes:
-        """The whole object, retrying a body that breaks off mid-stream."""
-        attempt = 0
-        while True:
-            try:
-                resp = self.client.get_object(Bucket=self.bucket, Key=key)
-                with resp["Body"] as body:
-                    return body.read()
-            except botocore.exceptions.ClientError:
-                raise  # botocore already retried what is retryable
-            except TRANSIENT as exc:
-                if attempt >= BODY_RETRIES:
-                    raise
-                delay = backoff(attempt)
-                log.debug("retrying GET %s in %.2fs after %s", key, delay, type(exc).__name__)
-                time.sleep(delay)
-                attempt += 1
+    def get_small(self, key: str, size: Optional[int] = None) -> bytes:
+        """The whole object in one signed GET, retrying 5xx and bodies that break off mid-stream."""
+        return self.lean.get(key, size)
 
     def download_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None) -> None:
         self.client.download_fileobj(self.bucket, key, fileobj, Config=self.transfer_config, Callback=on_bytes)
