@@ -21,6 +21,7 @@ class FakeClient:
         self.state = ProcessState.RUNNING
         self.assigned = "exec-id"
         self.get_calls = 0
+        self.retries = 0
 
     def cancel(self) -> None:
         with self.lock:
@@ -36,7 +37,8 @@ class FakeClient:
     def get_process(self, process_id: str) -> Process:
         with self.lock:
             self.get_calls += 1
-            return Process(processid=process_id, state=int(self.state), assignedexecutorid=self.assigned)
+            return Process(processid=process_id, state=int(self.state), assignedexecutorid=self.assigned,
+                           retries=self.retries)
 
     def _close(self, kind: str, value: Any) -> dict:
         with self.lock:

@@ -212,3 +212,25 @@ def test_mounts_without_storage_fail_clearly(tmp_path):
     fs = Filesystem(mount="/cfs", dirs=[SyncDirMount(label="/x", dir="/x")])
     client, _ = run_job(process({"cmd": "true"}, fs=fs), tmp_path, cfs=None)
     assert client.closed[0] == "failed" and "no S3 storage" in client.closed[1][0]
+
+
+def test_requeued_process_is_let_go(tmp_path):
+    """maxexectime + maxretries: the server requeues (retries+1) and may assign it to us again."""
+    client = FakeClient()
+
+    def requeue() -> None:
+        with client.lock:
+            client.retries = 1
+
+    threading.Timer(0.4, requeue).start()
+    start = time.monotonic()
+    _, job = run_job(process({"cmd": "sleep 30"}), tmp_path, client=client)
+    assert time.monotonic() - start < 3
+    assert client.closed is None and job.outcome == "process no longer assigned to this executor"
+
+
+def test_missing_project_dir_outside_fs_fails_clearly(tmp_path):
+    missing = tmp_path / "elsewhere"
+    client, _ = run_job(process({"cmd": "true"}, env={"PROJECT_DIR": str(missing)}), tmp_path)
+    assert client.closed[0] == "failed" and "could not be started" in client.closed[1][0]
+    assert not missing.exists()

@@ -65,8 +65,9 @@ class CancelWatcher:
     """Polls the process state and fires ``abort`` when the process is no longer ours to run."""
 
     def __init__(self, client: JobClient, process_id: str, executor_id: str, abort: AbortSignal,
-                 interval: float = 1.0):
+                 interval: float = 1.0, retries: int = 0):
         self._client, self._pid, self._executor_id = client, process_id, executor_id
+        self._retries = retries  # a requeue (maxexectime with maxretries) bumps it: then it is a new attempt
         self._abort, self._interval = abort, interval
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{process_id[:8]}", daemon=True)
@@ -97,6 +98,8 @@ class CancelWatcher:
         elif state != ProcessState.RUNNING:
             self._abort.set(LOST)
         elif self._executor_id and process.assignedexecutorid and process.assignedexecutorid != self._executor_id:
+            self._abort.set(LOST)
+        elif process.retries != self._retries:  # requeued and assigned again (maybe to us): not this run's
             self._abort.set(LOST)
 
     def _run(self) -> None:
@@ -192,7 +195,8 @@ class ProcessJob:
     def _execute(self) -> None:
         workdir = Path(tempfile.mkdtemp(prefix=f"pollinator-{self.pid[:12]}-"))
         output_file = workdir / "output.json"
-        watcher = CancelWatcher(self.client, self.pid, self.executor_id, self.abort, self.cancel_poll).start()
+        watcher = CancelWatcher(self.client, self.pid, self.executor_id, self.abort, self.cancel_poll,
+                                retries=self.process.retries).start()
         try:
             self._execute_in(output_file, watcher)
         finally:
@@ -259,7 +263,10 @@ class ProcessJob:
     def _run_plan(self, plan: Plan) -> RunResult:
         """init-cmd once, then the command on every rank, under one walltime deadline."""
         deadline = self.assigned_at + plan.walltime if plan.walltime > 0 else None
-        plan.cwd.mkdir(parents=True, exist_ok=True)
+        fs_root = self.fs_dir.resolve()
+        if plan.cwd == fs_root or fs_root in plan.cwd.parents:
+            plan.cwd.mkdir(parents=True, exist_ok=True)  # a project dir under /cfs may not exist yet
+        # (a PROJECT_DIR elsewhere on the host is used as it is; a missing one fails the start clearly)
         base = LaunchSpec(command=plan.command, cwd=plan.cwd, env=plan.env, ranks=plan.ranks,
                           ranks_per_node=plan.ranks_per_node, deadline=deadline, walltime=plan.walltime)
         if plan.init_command:
