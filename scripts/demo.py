@@ -1,0 +1,104 @@
+"""`make demo`: the mission on one machine.
+
+Starts a local colony (server, S3, executors dev-k8s and dev-hpc), runs the
+Airflow example DAG with `airflow dags test` and the Prefect twin flow, shows
+the remote log lines as they stream, prints a summary table of every ColonyOS
+process the two runs created, and stops the colony. Exit 0 only when every
+step succeeded and its result files are there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pollinator.colonies.models import ProcessState, parse_go_time
+from pollinator.dev.colony import LocalColony
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "example_dags"
+console = Console()
+
+
+def stream(argv: list[str], env: dict[str, str], label: str, cwd: Path) -> int:
+    """Run a step, echoing its output live with a prefix (the remote lines are in it)."""
+    console.rule(f"[bold]{label}")
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        console.print(f"[dim]{label}[/dim] {line.rstrip()}", markup=False, highlight=False)
+    return proc.wait()
+
+
+def summary(colony: LocalColony, since_ns: int) -> tuple[Table, bool]:
+    settings = colony.settings()
+    table = Table(title="ColonyOS processes of this demo")
+    for col in ("step", "executor", "process id", "state", "seconds", "result files"):
+        table.add_column(col)
+    ok = True
+    rows = []
+    with settings.client() as client:
+        executors = {e.executorid: e.executorname for e in client.get_executors() or []}
+        for state in ProcessState:
+            for p in client.get_processes(state, count=100) or []:
+                if p.prioritytime < since_ns:
+                    continue
+                rows.append(p)
+        for p in sorted(rows, key=lambda p: p.prioritytime):
+            project = (p.spec.env or {}).get("PROJECT_DIR", "").rsplit("/", 1)[-1]
+            result_label = f"/pollinator/{project}/result"
+            files = [f.name for f in client.get_files(result_label) or []]
+            start, end = parse_go_time(p.starttime), parse_go_time(p.endtime)
+            secs = f"{(end - start).total_seconds():.1f}" if start and end else "-"
+            state = ProcessState(p.state).name
+            ok &= state == "SUCCESS" and bool(files)
+            table.add_row(project, executors.get(p.assignedexecutorid, "-"), p.processid[:12], state, secs,
+                          ", ".join(sorted(files)[:4]) or "-")
+    return table, ok and len(rows) >= 4
+
+
+def main() -> int:
+    data_dir = ROOT / ".pollinator" / "demo-colony"
+    colony = LocalColony(data_dir)
+    started = time.time_ns()
+    t0 = time.monotonic()
+    with console.status("starting the local colony (Colonies server, S3, executors dev-k8s and dev-hpc)..."):
+        env = {**os.environ, **colony.start()}
+    console.print(f"local colony up at http://{env['COLONIES_SERVER_HOST']}:{env['COLONIES_SERVER_PORT']}")
+    codes = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="pollinator-demo-") as tmp:
+            airflow_env = {**env, "AIRFLOW_HOME": str(Path(tmp) / "airflow"),
+                           "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+                           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp}/airflow.db",
+                           "POLLINATOR_DEMO_OUT": str(Path(tmp) / "out")}
+            airflow = str(Path(sys.executable).with_name("airflow"))
+            subprocess.run([airflow, "db", "migrate"], env=airflow_env, check=True, capture_output=True)
+            codes["airflow"] = stream([airflow, "dags", "test", "cloud_to_hpc"], airflow_env, "airflow", ROOT)
+            prefect_env = {**env, "PREFECT_HOME": str(Path(tmp) / "prefect"),
+                           "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+                           "POLLINATOR_DEMO_OUT": str(Path(tmp) / "out")}
+            codes["prefect"] = stream([sys.executable, str(EXAMPLES / "cloud_to_hpc_flow.py")], prefect_env,
+                                      "prefect", ROOT)
+        table, ok = summary(colony, started)
+        console.print(table)
+    finally:
+        with console.status("stopping the local colony..."):
+            colony.stop()
+    ok = ok and all(code == 0 for code in codes.values())
+    verdict = "[green]every step SUCCESS, results home[/green]" if ok else f"[red]failed[/red] {codes}"
+    console.print(f"{verdict} in {time.monotonic() - t0:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
