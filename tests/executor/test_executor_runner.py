@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from executor_fakes import FakeClient
 from pollinator.executor.backend import AbortSignal, LaunchSpec

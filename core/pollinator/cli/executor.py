@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 from pathlib import Path
 from typing import Any, Optional
@@ -25,10 +24,6 @@ from pollinator.errors import ConfigError
 
 executor_app = typer.Typer(help="Run a local executor that takes ColonyOS jobs and runs them on this machine.",
                            no_args_is_help=True)
-
-
-def _default_name() -> str:
-    return f"pollinator-local.{socket.gethostname() or 'localhost'}"
 
 
 def _key(env_name: str) -> Optional[str]:
@@ -54,6 +49,7 @@ def start(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Register (or reuse a registered key) and run jobs until Ctrl-C / SIGTERM."""
+    from pollinator.executor.registration import default_executor_name
     from pollinator.executor.worker import LocalExecutor
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
@@ -66,7 +62,7 @@ def start(
     if not executor_key and not colony_key:
         raise ConfigError("set COLONIES_COLONY_PRVKEY (to register this executor) or COLONIES_EXECUTOR_PRVKEY "
                           "(an executor that is already registered and approved)")
-    name = (name or "").strip() or _default_name()
+    name = (name or "").strip() or default_executor_name()
     directory = fs_dir or Path.home() / ".pollinator" / "executors" / name
 
     executor = LocalExecutor(settings, name=name, executor_type=executor_type, fs_dir=directory,

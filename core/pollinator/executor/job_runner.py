@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import IO, Optional
+from typing import IO
 
 from pollinator.executor.backend import AbortSignal, LaunchSpec, LineSink, RunResult
 
