@@ -309,3 +309,15 @@ def test_cli_start_and_sigterm_closes_running_job(colony, client, tmp_path):
         if proc.poll() is None:
             proc.kill()
         log.close()
+
+
+def test_log_lines_stream_while_the_job_runs(executor, client):
+    p = client.submit(spec({"cmd": "echo first; sleep 2; echo second"}))
+    t0 = time.monotonic()
+    wait_for(lambda: "first" in log_text(client, p.processid), 10, "the first line")
+    seen_after = time.monotonic() - t0
+    assert "second" not in log_text(client, p.processid)
+    assert client.get_process(p.processid).process_state == ProcessState.RUNNING
+    assert seen_after < 1.5
+    assert wait_final(client, p.processid).process_state == ProcessState.SUCCESS
+    assert log_text(client, p.processid) == "first\nsecond\n"
