@@ -152,3 +152,18 @@ def test_lean_sigv4_matches_botocore(monkeypatch):
     botocore.auth.S3SigV4Auth(Credentials("test-access", "test-secret"), "s3", "us-east-1").add_auth(req)
     assert ours["Authorization"] == req.headers["Authorization"]
     assert "test-secret" not in repr(lean)
+
+
+def test_tracker_throttles_callback_and_logs_lines(caplog):
+    import logging
+
+    from pollinator.cfs.progress import Tracker
+
+    seen = []
+    t = Tracker(seen.append, files_total=3, bytes_total=30, label="/p", min_interval=3600, log_interval=0)
+    with caplog.at_level(logging.INFO, logger="pollinator.cfs"):
+        for _ in range(3):
+            t.file_done(10)
+        t.finish()
+    assert len(seen) == 1 and seen[-1].finished and (seen[-1].files_done, seen[-1].bytes_done) == (3, 30)
+    assert any("cfs /p: 3/3 files" in r.getMessage() for r in caplog.records)

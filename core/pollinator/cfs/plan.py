@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class PlannedFile(BaseModel):
@@ -51,6 +51,7 @@ class SyncPlan(BaseModel):
     keep_local: bool
     labels: list[LabelPlan] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def is_empty(self) -> bool:
         return all(lp.is_empty for lp in self.labels)
@@ -59,30 +60,37 @@ class SyncPlan(BaseModel):
         files = [f for lp in self.labels for f in getattr(lp, attr)]
         return len(files), sum(f.size for f in files)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def upload_count(self) -> int:
         return self._count("upload")[0] + (self._count("conflicts")[0] if self.keep_local else 0)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def download_count(self) -> int:
         return self._count("download")[0] + (0 if self.keep_local else self._count("conflicts")[0])
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def upload_bytes(self) -> int:
         return self._count("upload")[1] + (self._count("conflicts")[1] if self.keep_local else 0)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def download_bytes(self) -> int:
         return self._count("download")[1] + (0 if self.keep_local else self._count("conflicts")[1])
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def conflict_count(self) -> int:
         return self._count("conflicts")[0]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def total_files(self) -> int:
         return self.upload_count + self.download_count
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def total_bytes(self) -> int:
         return self.upload_bytes + self.download_bytes
