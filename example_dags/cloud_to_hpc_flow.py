@@ -1,6 +1,6 @@
 """Cloud to HPC with Prefect: preprocess on Kubernetes, train on Slurm, evaluate locally.
 
-The Prefect twin of ``cloud_to_hpc_dag.py``:
+The Prefect twin of the Airflow DAG in ``cloud_to_hpc.py``:
 
 1. ``preprocess`` runs on the ``dev-k8s`` executor and writes ``train.json``
    into its ColonyFS result label ``/pollinator/preprocess/result``;
@@ -19,7 +19,8 @@ Run it against a local colony with no other set-up::
 
 Credentials come from ``COLONIES_*``/``AWS_S3_*`` (``source <(pollinator dev env)``;
 when they are unset the running ``pollinator dev`` colony is used), or from a
-saved ``ColonyOSCredentials`` block named in ``COLONYOS_CREDENTIALS_BLOCK``.
+saved ``ColonyOSCredentials`` block named in ``COLONYOS_CREDENTIALS_BLOCK``. Against a real
+colony set ``POLLINATOR_K8S_EXECUTOR`` / ``POLLINATOR_HPC_EXECUTOR`` to its executor names.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from prefect import flow, task
 from pollinator_prefect import pollinator_task
 
 CREDENTIALS = os.environ.get("COLONYOS_CREDENTIALS_BLOCK") or None  # None: from the environment
+K8S = os.environ.get("POLLINATOR_K8S_EXECUTOR", "dev-k8s")
+HPC = os.environ.get("POLLINATOR_HPC_EXECUTOR", "dev-hpc")
 PREP_LABEL = "/pollinator/preprocess/result"  # the result label of the job named "preprocess"
 
 
-@pollinator_task(credentials=CREDENTIALS, job_name="preprocess", executor_names=["dev-k8s"], cpu="1",
+@pollinator_task(credentials=CREDENTIALS, job_name="preprocess", executor_names=[K8S], cpu="1",
                  mem="1Gi", walltime=600, retries=1, retry_delay_seconds=5)
 def preprocess(rows: int, seed: int) -> dict:
     """Make a noisy y = 3x + 2 data set (stands in for cleaning data in the cloud)."""
@@ -50,7 +53,7 @@ def preprocess(rows: int, seed: int) -> dict:
     return {"rows": len(points)}
 
 
-@pollinator_task(credentials=CREDENTIALS, job_name="train", executor_names=["dev-hpc"], inputs={"prep": PREP_LABEL},
+@pollinator_task(credentials=CREDENTIALS, job_name="train", executor_names=[HPC], inputs={"prep": PREP_LABEL},
                  nodes=1, processes_per_node=1, cpu="2", mem="2Gi", walltime=1800, timeout_seconds=1800)
 def train(epochs: int, lr: float, expected_rows: int) -> dict:
     """Fit the line by gradient descent on the HPC side, reading preprocess's result label."""
