@@ -52,6 +52,9 @@ class Job:
         self._client = None
         self._cfs = None
         self._last_log_ts = 0
+        # for attached jobs (no options): where results go, and the label they come from if known
+        self._attached_result_dir: Optional[Path] = None
+        self._attached_result_label = ""
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -84,7 +87,8 @@ class Job:
                result_label: str = "") -> "Job":
         """Pick up a process submitted earlier (by us, another run, or another system)."""
         job = cls(settings, None, process_id=process_id)
-        job._attach_result = (Path(result_dir) if result_dir else None, result_label)
+        job._attached_result_dir = Path(result_dir) if result_dir else None
+        job._attached_result_label = result_label
         job.attached = True
         return job
 
@@ -138,10 +142,9 @@ class Job:
     @property
     def result_label(self) -> str:
         if self.options is None:
-            label = getattr(self, "_attach_result", (None, ""))[1]
-            if label:
-                return label
-            process = self.process or self.client.get_process(self.process_id)
+            if self._attached_result_label:
+                return self._attached_result_label
+            process = self.process or self.client.get_process(self._require_id())
             for mount in process.spec.fs.dirs or []:
                 if mount.label.endswith("/result"):
                     return mount.label
@@ -151,7 +154,7 @@ class Job:
     @property
     def result_dir(self) -> Optional[Path]:
         if self.options is None:
-            return getattr(self, "_attach_result", (None, ""))[0]
+            return self._attached_result_dir
         return self.options.result_dir
 
     # -- the spec ------------------------------------------------------------------------
@@ -298,6 +301,9 @@ class Job:
     def result(self) -> JobResult:
         process = self.process or self.client.get_process(self._require_id())
         executor = ""
+        if process.assignedexecutorid:
+            names = {e.executorid: e.executorname for e in self.client.get_executors() or []}
+            executor = names.get(process.assignedexecutorid, "")
         return JobResult.from_process(process, result_label=self.result_label,
                                       result_dir=str(self.result_dir or ""),
                                       dashboard_url=self.settings.process_url(process.processid), executor=executor)
