@@ -93,14 +93,5 @@ def cloud_to_hpc(rows: int = 200, epochs: int = 2000, lr: float = 0.5, seed: int
     return report
 
 
-def _use_running_dev_colony() -> None:
-    """No env and no block: use the colony `pollinator dev` runs on this machine (its env file)."""
-    if CREDENTIALS is None and "COLONIES_SERVER_HOST" not in os.environ:
-        from pollinator.dev.colony import LocalColony
-
-        os.environ.update(LocalColony().env())
-
-
 if __name__ == "__main__":
-    _use_running_dev_colony()
     cloud_to_hpc()

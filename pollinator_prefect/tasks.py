@@ -56,7 +56,7 @@ PathLike = Union[str, Path]
 def resolve_settings(credentials: Credentials) -> Settings:
     """A block, a saved block's name, or (None) the ``COLONIES_*``/``AWS_S3_*`` environment."""
     if credentials is None:
-        return ColonyOSCredentials.from_env().get_settings()
+        return Settings.discover()
     if isinstance(credentials, str):
         return ColonyOSCredentials.load(credentials, _sync=True).get_settings()  # type: ignore[call-arg]
     return credentials.get_settings()

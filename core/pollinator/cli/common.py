@@ -15,8 +15,8 @@ EXIT_USAGE = 2  # bad flags, settings or project: fix locally and retry (click u
 
 
 def load_settings() -> Settings:
-    """Settings from the environment (raises ConfigError naming the missing variable)."""
-    return Settings.from_env()
+    """Settings from the environment, else a running local colony (ConfigError names what is missing)."""
+    return Settings.discover()
 
 
 def open_client() -> ColoniesClient:

@@ -48,7 +48,7 @@ def _errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _engine(workers: int, progress: bool = True) -> Iterator[CFS]:
-    settings = Settings.from_env(need_s3=True)
+    settings = Settings.discover(need_s3=True)
     bar: Optional[RichBar] = RichBar() if progress and interactive() else None
     if not interactive():
         _log_progress_lines()
@@ -199,7 +199,7 @@ def ls_command(
 ) -> None:
     """List ColonyFS labels, or the files of a label."""
     with _errors():
-        settings = Settings.from_env(need_s3=True)
+        settings = Settings.discover(need_s3=True)
         with settings.client() as client:
             cfs = CFS(client, settings.require_s3())
             if not label:

@@ -34,6 +34,9 @@ from pollinator import spec as specs
 log = logging.getLogger(__name__)
 
 LogHandler = Callable[[str], Any]
+# A process with our token in one of these states is ours to follow; a FAILED or
+# CANCELLED one was a finished attempt, and submitting again is what a retry means.
+REATTACHABLE = (ProcessState.WAITING, ProcessState.RUNNING, ProcessState.SUCCESS)
 DRY_RUN_SNAPSHOT = "<snapshot>"
 
 
@@ -200,8 +203,9 @@ class Job:
     def submit(self) -> str:
         """Upload src/data, snapshot src, submit; returns the process id.
 
-        With a token, a process submitted earlier with the same token is
-        re-attached instead (the caller crashed after submitting).
+        With a token, a process submitted earlier with the same token that is
+        waiting, running or succeeded is re-attached instead (the caller
+        crashed after submitting); a failed or cancelled one is submitted anew.
         """
         if self.process_id:
             return self.process_id
@@ -209,7 +213,7 @@ class Job:
         self.spec()  # validate everything before the first byte moves
         if self.token:
             existing = find_by_token(self.client, self.token)
-            if existing is not None:
+            if existing is not None and existing.state in REATTACHABLE:
                 log.info("re-attaching to process %s submitted earlier with the same token", existing.processid)
                 self.process_id, self.process, self.attached = existing.processid, existing, True
                 return existing.processid
@@ -354,6 +358,16 @@ class Job:
         return await asyncio.to_thread(self._finish)
 
     def _cancel_quietly(self) -> None:
+        if not self.process_id and self.token:
+            # interrupted inside submit(): the server may have created the process before we learnt its id
+            try:
+                found = find_by_token(self.client, self.token)
+            except Exception as exc:
+                log.warning("could not look for a process submitted with this job's token: %s", exc)
+                return
+            if found is None or found.state not in REATTACHABLE:
+                return
+            self.process_id = found.processid
         if not self.process_id:
             return
         try:

@@ -35,6 +35,9 @@ namespace = {"__name__": "__pollinator_remote__"}
 namespace.update(call["globals"])
 exec(compile(call["source"], call["filename"], "exec"), namespace)
 value = namespace[call["name"]](*call["args"], **call["kwargs"])
+if hasattr(value, "__await__"):  # an async def body: run it to completion here
+    import asyncio
+    value = asyncio.run(value)
 try:
     payload = json.dumps({"value": value})
 except (TypeError, ValueError) as exc:
@@ -47,7 +50,7 @@ with open(os.path.join(result_dir, name), "w") as fh:
 '''
 
 
-def _function_source(func: Callable[..., Any]) -> tuple[str, ast.FunctionDef]:
+def _function_source(func: Callable[..., Any]) -> tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]:
     if not inspect.isfunction(func) or func.__name__ == "<lambda>":
         raise ProjectError(f"{func!r} cannot run remotely: only a plain `def` function can be shipped")
     if func.__code__.co_freevars:
@@ -59,13 +62,13 @@ def _function_source(func: Callable[..., Any]) -> tuple[str, ast.FunctionDef]:
         raise ProjectError(f"{func.__name__} cannot run remotely: its source is not available ({exc})") from None
     tree = ast.parse(source)
     node = tree.body[0]
-    if not isinstance(node, ast.FunctionDef):
-        raise ProjectError(f"{func.__name__} cannot run remotely: only a plain (non-async) `def` can be shipped")
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise ProjectError(f"{func.__name__} cannot run remotely: only a plain `def` or `async def` can be shipped")
     node.decorator_list = []  # the decorators are ours; the remote side runs the bare function
     return ast.unparse(node), node
 
 
-def _free_globals(func: Callable[..., Any], node: ast.FunctionDef) -> dict[str, Any]:
+def _free_globals(func: Callable[..., Any], node: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, Any]:
     """Module globals the body reads: plain JSON data is shipped along, anything else is refused."""
     local: set[str] = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
     loads: set[str] = set()
