@@ -166,3 +166,34 @@ def test_bad_options_submit_nothing(settings, client):
         Job.inline(settings, name="bad", cmd="true", mem="lots").submit()
     after = len(client.get_processes(ProcessState.WAITING)) + len(client.get_processes(ProcessState.RUNNING))
     assert after == before
+
+
+def test_failed_attempt_with_same_token_is_submitted_anew(settings, tmp_path):
+    token = "retry/" + os.urandom(4).hex()
+    with pytest.raises(JobFailed) as first:
+        _inline(settings, tmp_path, cmd="false", token=token).run()
+    again = _inline(settings, tmp_path, cmd="true", token=token)
+    result = again.run()
+    assert not again.attached and result.process_id != first.value.process_id and result.ok
+
+
+async def add_async(x, y):
+    import asyncio
+
+    await asyncio.sleep(0)
+    return x + y
+
+
+def test_remote_async_function(settings):
+    with remote_function_job(settings, add_async, (2, 40), executor_names=["dev-hpc"]) as job:
+        assert job.run().return_value == 42
+
+
+def test_settings_discover_uses_running_local_colony(local_colony, monkeypatch):
+    from pollinator.config import Settings
+
+    env = {"POLLINATOR_DEV_DIR": str(local_colony.data_dir)}
+    found = Settings.discover(env)
+    assert found.port == local_colony.settings().port
+    with pytest.raises(Exception, match="COLONIES_SERVER_HOST"):
+        Settings.discover({"COLONIES_PRVKEY": "a" * 64, "POLLINATOR_DEV_DIR": str(local_colony.data_dir)})
