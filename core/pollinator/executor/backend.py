@@ -12,7 +12,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
+
+if TYPE_CHECKING:
+    from pollinator.colonies.models import Process
 
 LineSink = Callable[[str], None]
 """Receives one output line (no trailing newline), already prefixed for its rank."""
@@ -64,6 +67,8 @@ class LaunchSpec:
     """``time.monotonic()`` value after which the job is killed (walltime), or None."""
     walltime: float = 0.0
     """The limit behind ``deadline`` in seconds, for the error message."""
+    process: Optional["Process"] = None
+    """The process being run, for backends that map its conditions (Slurm: cpu, mem, gpus, image)."""
 
 
 @dataclass
@@ -78,6 +83,8 @@ class RunResult:
     """The AbortSignal reason when the job was killed on request ("cancelled", "executor stopped")."""
     start_error: str = ""
     """Why the command could not be started at all (missing shell, bad cwd)."""
+    reason: str = ""
+    """The backend's own account of a non-success ("Slurm job 12 TIMEOUT after walltime 00:01:00")."""
 
     @property
     def ok(self) -> bool:

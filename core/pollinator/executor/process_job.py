@@ -211,7 +211,7 @@ class ProcessJob:
             self._close_failed([f"invalid job: {exc}"])
             return
 
-        if plan.image:
+        if plan.image and not getattr(self.backend, "handles_images", False):
             self.say(f"docker-image {plan.image!r} is not run in a container on this executor: "
                      f"the command runs directly on the host")
         try:
@@ -268,7 +268,8 @@ class ProcessJob:
             plan.cwd.mkdir(parents=True, exist_ok=True)  # a project dir under /cfs may not exist yet
         # (a PROJECT_DIR elsewhere on the host is used as it is; a missing one fails the start clearly)
         base = LaunchSpec(command=plan.command, cwd=plan.cwd, env=plan.env, ranks=plan.ranks,
-                          ranks_per_node=plan.ranks_per_node, deadline=deadline, walltime=plan.walltime)
+                          ranks_per_node=plan.ranks_per_node, deadline=deadline, walltime=plan.walltime,
+                          process=self.process)
         if plan.init_command:
             init = self.backend.run(replace(base, command=plan.init_command, ranks=1), self.logs.put, self.abort)
             if not init.ok:
@@ -292,7 +293,7 @@ class ProcessJob:
             head = f"the {what} {describe_exit(code)}"
             if code is not None and code >= 0:
                 head += f" (exit code {code})"
-        errors = [head]
+        errors = [head] + ([result.reason] if result.reason else [])
         if result.stderr_tail:
             errors.append(f"last {len(result.stderr_tail)} stderr line(s):")
             errors.extend(result.stderr_tail)
