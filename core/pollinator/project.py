@@ -398,11 +398,16 @@ def _load_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
             loader.dispose()
     lines: dict[Loc, int] = {(): 1}
     if node is not None:
-        _record_lines(node, (), lines, source)
+        _record_lines(node, (), lines, source, set())
     return data, lines
 
 
-def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], source: str) -> None:
+def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], source: str, walked: set[int]) -> None:
+    # Aliases share one node object: walk each node once, or a 1 KiB "billion laughs" file takes forever.
+    # (Errors inside an aliased subtree then point at the line of the path that reached it first.)
+    if id(node) in walked:
+        return
+    walked.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -415,11 +420,11 @@ def _record_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], source: str)
                                    f"(first on line {seen[key]}): keep one")
             seen[key] = line
             lines[loc + (key,)] = line
-            _record_lines(value_node, loc + (key,), lines, source)
+            _record_lines(value_node, loc + (key,), lines, source, walked)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[loc + (index,)] = item.start_mark.line + 1
-            _record_lines(item, loc + (index,), lines, source)
+            _record_lines(item, loc + (index,), lines, source, walked)
 
 
 def _dotted(loc: Loc) -> str:
