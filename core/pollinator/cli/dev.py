@@ -32,11 +32,21 @@ def dev(ctx: typer.Context, data_dir: Path = DataDir,
         detach: bool = typer.Option(False, "--detach", "-d", help="Start in the background and return."),
         port: Optional[int] = typer.Option(None, help="Colonies server port (default 50080 or a free one)."),
         s3_port: Optional[int] = typer.Option(None, help="S3 endpoint port (default: a free one)."),
-        max_jobs: int = typer.Option(4, help="Jobs each local executor runs at once.")) -> None:
+        max_jobs: int = typer.Option(4, help="Jobs each local executor runs at once."),
+        slurm: bool = typer.Option(False, "--slurm", help="Also start a one-node Slurm cluster on localhost (root, "
+                                                          "Debian's slurm-wlm + munge) and run dev-hpc's jobs "
+                                                          "on it.")) -> None:
     """Start the local colony (foreground unless --detach; Ctrl-C stops it)."""
     if ctx.invoked_subcommand is not None:
         return
-    colony = LocalColony(data_dir, port=port, s3_port=s3_port, max_jobs=max_jobs)
+    if slurm:
+        from pollinator.dev.slurm_cluster import SlurmCluster
+
+        try:
+            SlurmCluster.check_installed()
+        except ConfigError as exc:
+            raise _fail(exc, 2) from None
+    colony = LocalColony(data_dir, port=port, s3_port=s3_port, max_jobs=max_jobs, slurm=slurm)
     if colony.is_running():
         console.print(f"A local colony is already running from {colony.data_dir}.")
         _summary(colony)
@@ -77,6 +87,9 @@ def _summary(colony: LocalColony) -> None:
     table.add_row("colony", env["COLONIES_COLONY_NAME"])
     table.add_row("S3 endpoint", f"http://{env['AWS_S3_ENDPOINT']}  bucket {env['AWS_S3_BUCKET']}")
     table.add_row("executors", ", ".join(state.executors) if state else "-")
+    cluster = colony.slurm_cluster()
+    if cluster.is_running():
+        table.add_row("Slurm (dev-hpc runs jobs here)", f"SLURM_CONF={cluster.conf_path}")
     table.add_row("data dir", str(colony.data_dir))
     table.add_row("env file (keys, 0600)", str(colony.env_path))
     console.print(table)

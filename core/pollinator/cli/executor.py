@@ -35,6 +35,25 @@ def _key(env_name: str) -> Optional[str]:
     return value
 
 
+def _backend(choice: str, fs_dir: Path) -> Any:
+    """The Backend for ``--backend``: checked before registering, so a bad choice registers nothing."""
+    choice = choice.strip().lower()
+    if choice == "local":
+        from pollinator.executor.job_runner import LocalBackend
+
+        return LocalBackend()
+    if choice == "slurm":
+        import shutil
+
+        from pollinator.executor.slurm import SlurmBackend
+
+        if shutil.which("sbatch") is None:
+            raise ConfigError("--backend slurm needs the Slurm client commands (sbatch, srun, scontrol, scancel) "
+                              "on PATH: run the executor on a login node of the cluster")
+        return SlurmBackend.from_env(fs_dir)
+    raise typer.BadParameter(f"{choice!r} is not a backend: use 'local' or 'slurm'", param_hint="--backend")
+
+
 @executor_app.command("start")
 def start(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Executor name (default: pollinator-local.<host>)."),
@@ -46,6 +65,9 @@ def start(
     max_jobs: int = typer.Option(4, "--max-jobs", "-j", min=1, help="Jobs run at the same time."),
     poll_timeout: int = typer.Option(10, "--poll-timeout", min=1, hidden=True,
                                      help="Seconds each assign long-poll waits on the server."),
+    backend: str = typer.Option("local", "--backend", "-b", case_sensitive=False,
+                                help="Where jobs run: 'local' (subprocesses here) or 'slurm' (sbatch from this "
+                                     "login node; site options from POLLINATOR_SLURM_* variables)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Register (or reuse a registered key) and run jobs until Ctrl-C / SIGTERM."""
@@ -64,10 +86,11 @@ def start(
                           "(an executor that is already registered and approved)")
     name = (name or "").strip() or default_executor_name()
     directory = fs_dir or Path.home() / ".pollinator" / "executors" / name
+    job_backend = _backend(backend, directory)
 
     executor = LocalExecutor(settings, name=name, executor_type=executor_type, fs_dir=directory,
                              max_jobs=max_jobs, executor_prvkey=executor_key,
-                             register_with_colony_prvkey=colony_key, poll_timeout=poll_timeout)
+                             register_with_colony_prvkey=colony_key, poll_timeout=poll_timeout, backend=job_backend)
 
     def on_signal(signum: int, _frame: Any) -> None:
         logging.getLogger(__name__).info("%s received: stopping", signal.Signals(signum).name)

@@ -32,6 +32,8 @@ from pollinator.errors import AccessDenied, ConfigError, NotFound, PollinatorErr
 
 DEFAULT_DATA_DIR = Path(os.environ.get("POLLINATOR_DEV_DIR", Path.home() / ".pollinator" / "dev"))
 DEFAULT_EXECUTORS = ("dev-k8s", "dev-hpc")
+HPC_EXECUTOR = "dev-hpc"
+"""The executor that runs on the local Slurm cluster with ``slurm=True`` (``pollinator dev --slurm``)."""
 COLONY_NAME = "dev"
 BUCKET = "pollinator"
 S3_ACCESS_KEY = "pollinator-dev"
@@ -94,8 +96,9 @@ class LocalColony:
     def __init__(self, data_dir: Path = DEFAULT_DATA_DIR, *, host: str = "127.0.0.1", port: Optional[int] = None,
                  s3_port: Optional[int] = None, executors: tuple[str, ...] = DEFAULT_EXECUTORS,
                  external_s3: Optional[S3Settings] = None, executor_type: str = "container-executor",
-                 max_jobs: int = 4):
+                 max_jobs: int = 4, slurm: bool = False):
         self.data_dir = Path(data_dir).expanduser().resolve()
+        self.slurm = slurm
         self.host = host
         self.port = port
         self.s3_port = s3_port
@@ -224,11 +227,20 @@ class LocalColony:
         finally:
             server.close()
 
-    def _start_executors(self, env: dict[str, str]) -> None:
+    def slurm_cluster(self):  # -> pollinator.dev.slurm_cluster.SlurmCluster (imported late: Slurm is optional)
+        from pollinator.dev.slurm_cluster import SlurmCluster
+
+        return SlurmCluster(self.data_dir / "slurm")
+
+    def _start_executors(self, env: dict[str, str], slurm_env: Optional[dict[str, str]] = None) -> None:
         for name in self.executors:
             fs_dir = self.data_dir / "executors" / name
             argv = [sys.executable, "-m", "pollinator.cli.main", "executor", "start", "--name", name,
                     "--type", self.executor_type, "--fs-dir", str(fs_dir), "--max-jobs", str(self.max_jobs)]
+            if slurm_env is not None and name == HPC_EXECUTOR:
+                argv += ["--backend", "slurm"]
+                self._spawn(f"executor-{name}", argv, {**env, **slurm_env})
+                continue
             self._spawn(f"executor-{name}", argv, env)
 
     def start(self) -> dict[str, str]:
@@ -243,7 +255,8 @@ class LocalColony:
             env = self._write_env(keys, s3)
             self._bootstrap(keys, fresh_s3=self.external_s3 is None)
             self._save_state(s3)
-            self._start_executors(env)
+            slurm_env = self.slurm_cluster().start() if self.slurm else None
+            self._start_executors(env, slurm_env)
             self._save_state(s3)
             self._wait_executors(env)
         except BaseException:
@@ -294,6 +307,9 @@ class LocalColony:
         self._procs.clear()
         if self.state_path.exists():
             self.state_path.unlink()
+        cluster = self.slurm_cluster()
+        if cluster.state_path.exists():  # after the executors: they scancel their own jobs first
+            order += [f"slurm-{name}" for name in cluster.stop()]
         return order
 
 
