@@ -85,6 +85,9 @@ def main() -> int:
 
     logging.getLogger("pollinator_airflow").setLevel(logging.WARNING)
 
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` must still stop the colony
     from pollinator.dev.colony import LocalColony
 
     colony = LocalColony(Path(tempfile.mkdtemp(prefix="pollinator-bench-")), port=None,
