@@ -68,9 +68,14 @@ class S3Settings(BaseModel):
         for scheme in ("http://", "https://"):
             if value.startswith(scheme):
                 value = value[len(scheme):]
+        value = value.rstrip("/")
         if not value:
             raise ValueError("endpoint is empty: give host:port of the S3 endpoint")
-        return value.rstrip("/")
+        if ":" in value and not value.endswith("]"):  # host:port (an IPv6 literal is [..]:port)
+            port = value.rsplit(":", 1)[1]
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"endpoint {value!r} has no valid port: give host:port with a port 1-65535")
+        return value
 
     @property
     def url(self) -> str:
@@ -89,8 +94,13 @@ class S3Settings(BaseModel):
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "S3Settings":
         env = os.environ if env is None else env
+        endpoint = _required(env, "AWS_S3_ENDPOINT", "host:port of the S3 endpoint")
+        try:
+            cls._strip_scheme(endpoint)  # checked on its own first, so the error names the variable
+        except ValueError as exc:
+            raise ConfigError(f"AWS_S3_ENDPOINT={endpoint!r} is not usable: {exc}") from None
         return cls(
-            endpoint=_required(env, "AWS_S3_ENDPOINT", "host:port of the S3 endpoint"),
+            endpoint=endpoint,
             access_key=SecretStr(_required(env, "AWS_S3_ACCESSKEY", "the S3 access key")),
             secret_key=SecretStr(_required(env, "AWS_S3_SECRETKEY", "the S3 secret key")),
             bucket=_required(env, "AWS_S3_BUCKET", "the S3 bucket name"),
