@@ -105,7 +105,7 @@ class FakeCli:
         self.env: dict[str, str] = {}
         self.script = ""
 
-    def submit(self, script: Path, *, env, cwd=None) -> str:
+    def submit(self, script: Path, *, env) -> str:
         if self.submit_error:
             raise SlurmError(self.submit_error)
         self.env, self.script = dict(env), script.read_text()

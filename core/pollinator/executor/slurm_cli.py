@@ -93,7 +93,7 @@ class SlurmCli:
         return done
 
     # -- the calls ------------------------------------------------------------------------------
-    def submit(self, script: Path, *, env: Mapping[str, str], cwd: Optional[Path] = None) -> str:
+    def submit(self, script: Path, *, env: Mapping[str, str]) -> str:
         """``sbatch --parsable``; returns the job id. The job's environment is ``env`` (--export=ALL)."""
         done = self.run("sbatch", ["--parsable", "--export=ALL", str(script)], env=env)
         match = _JOB_ID.match(done.stdout.strip())
