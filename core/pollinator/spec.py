@@ -113,10 +113,10 @@ def build_spec(
     """
     name = _checked_name(project_name)
     lab = labels(name)
-    try:
-        cpu_q, mem_q, wall = parse_cpu(cpu), parse_mem(mem), parse_walltime(walltime)
-    except ValueError as exc:
-        raise ProjectError(str(exc)) from None
+    cpu_q = _parsed("cpu", parse_cpu, cpu)
+    mem_q = _parsed("mem", parse_mem, mem)
+    wall = _parsed("walltime", parse_walltime, walltime)
+    _check_sizes(cmd=cmd, init_cmd=init_cmd, args=args, env=env)
     _at_least("nodes", nodes, 1)
     _at_least("processes_per_node", processes_per_node, 1)
     _at_least("gpu_count", gpu_count, 0)
@@ -228,6 +228,37 @@ def _checked_snapshot(snapshot_id: str) -> str:
     if not isinstance(snapshot_id, str) or not snapshot_id or "/" in snapshot_id or snapshot_id in (".", ".."):
         raise ProjectError(f"snapshot id {snapshot_id!r} is not usable in a path: it must be non-empty, without '/'")
     return snapshot_id
+
+
+# Linux refuses to exec a single argument or variable over MAX_ARG_STRLEN (128 KiB) and a whole command line
+# plus environment over ARG_MAX (2 MiB by default): such a job would be submitted, assigned and only then fail
+# with "Argument list too long" on the cluster. Refuse it here, naming the field.
+MAX_ARG_BYTES = 128 * 1024
+MAX_COMMAND_BYTES = 1024 * 1024
+
+
+def _check_sizes(*, cmd: str, init_cmd: str, args: Sequence[Any], env: Optional[Mapping[str, str]]) -> None:
+    items = [("cmd", str(cmd)), ("init_cmd", str(init_cmd))]
+    items += [(f"args[{i}]", str(a)) for i, a in enumerate(args)]
+    items += [(f"env {k}", f"{k}={v}") for k, v in (env or {}).items()]
+    total = 0
+    for name, text in items:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        total += size
+        if size > MAX_ARG_BYTES:
+            raise ProjectError(f"{name} is {size} bytes: one argument or variable may hold at most "
+                               f"{MAX_ARG_BYTES} bytes (Linux MAX_ARG_STRLEN); pass big data as a file in data_dir")
+    if total > MAX_COMMAND_BYTES:
+        biggest = max(items, key=lambda it: len(it[1]))[0].split("[")[0].split(" ")[0]
+        raise ProjectError(f"cmd, init_cmd, args and env are {total} bytes together (largest: {biggest}): at most "
+                           f"{MAX_COMMAND_BYTES} bytes fit a command line; pass big data as a file in data_dir")
+
+
+def _parsed(name: str, parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ProjectError(f"{name}: {exc}") from None
 
 
 def _at_least(name: str, value: Any, low: int) -> None:
