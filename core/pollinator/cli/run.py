@@ -109,6 +109,7 @@ def run_command(
     resumed = token is not None
     token = token or crypto.random_id()
     job = Job.from_project(project_dir, settings, token=token)
+    job.spec()  # every check before the first local write (run.json), upload or submit
     _remember(project_dir, token)
     with job:
         process_id = job.submit()
