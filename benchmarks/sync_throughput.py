@@ -34,6 +34,7 @@ import httpx
 from pydantic import SecretStr
 
 from pollinator.cfs import CFS
+from pollinator.cfs.hashing import StatCache
 from pollinator.cfs.s3 import S3Store
 from pollinator.colonies import crypto
 from pollinator.colonies.client import ColoniesClient
@@ -164,6 +165,9 @@ def main() -> None:
     ap.add_argument("--many", type=int, default=10_000, help="scenario 2: number of 1 KiB files")
     ap.add_argument("--huge-mb", type=int, default=1024, help="scenarios 2 and 3: the huge file, MiB")
     ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="alternate ours/baseline this many times and keep the best of each (shared machines are "
+                         "noisy)")
     ap.add_argument("--only", choices=["1", "2", "3"], action="append", help="run only these scenarios")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -178,9 +182,12 @@ def main() -> None:
         if "1" in only:
             d = work / "s1"
             paths = make_files(d, args.small, KiB, args.big_mb * 1000 * 1000)
-            base = raw_upload(store, paths, args.workers)
-            with rig.client() as c:
-                ours = timed(lambda: CFS(c, rig.s3, workers=args.workers).sync(d, "/bench/s1", True))
+            base = ours = float("inf")
+            for i in range(args.repeat):
+                base = min(base, raw_upload(store, paths, args.workers))
+                with rig.client() as c:  # a fresh label each time: every file is uploaded and registered
+                    ours = min(ours, timed(lambda: CFS(c, rig.s3, workers=args.workers).sync(d, f"/bench/s1-{i}",
+                                                                                              True)))
             line(f"1. first sync {args.small} x 1 KiB + {args.big_mb} MB", ours, base, "raw boto3", "<= 1.3x",
                  ours <= 1.3 * base)
 
@@ -190,40 +197,46 @@ def main() -> None:
             huge = d / "huge.bin"
             huge_bytes = huge.stat().st_size
             if "3" in only:
-                base_up = timed(lambda: store.client.upload_file(str(huge), store.bucket, "raw-huge",
-                                                                 Config=store.transfer_config))
                 dl = work / "raw-download.bin"
-                base_down = timed(lambda: store.client.download_file(store.bucket, "raw-huge", str(dl),
-                                                                     Config=store.transfer_config))
-                dl.unlink()
+                base_up = base_down = float("inf")
+                for _ in range(args.repeat):
+                    base_up = min(base_up, timed(lambda: store.client.upload_file(
+                        str(huge), store.bucket, "raw-huge", Config=store.transfer_config)))
+                    base_down = min(base_down, timed(lambda: store.client.download_file(
+                        store.bucket, "raw-huge", str(dl), Config=store.transfer_config)))
+                    dl.unlink()
             with rig.client() as c:
                 first = timed(lambda: CFS(c, rig.s3, workers=args.workers).sync(d, "/bench/s2", True))
             if "3" in only:
                 mb = huge_bytes / 1e6
                 up_ours = first if "2" not in only else None
-                if up_ours is None:  # with scenario 2 the first sync also uploads the small files: time alone
+                label = "/bench/s2"
+                if up_ours is None or args.repeat > 1:  # time the huge file alone, on fresh labels
                     single = work / "s3"
                     single.mkdir()
                     os.link(huge, single / "huge.bin")
-                    with rig.client() as c:
-                        up_ours = timed(lambda: CFS(c, rig.s3, workers=args.workers).sync(single, "/bench/s3",
-                                                                                          True))
-                    label = "/bench/s3"
-                else:
-                    label = "/bench/s2"
+                    up_ours = up_ours or float("inf")
+                    for i in range(args.repeat):
+                        StatCache(single).path.unlink(missing_ok=True)  # hashed again, like a first sync
+                        with rig.client() as c:
+                            up_ours = min(up_ours, timed(lambda: CFS(c, rig.s3, workers=args.workers).sync(
+                                single, f"/bench/s3-{i}", True)))
+                    label = "/bench/s3-0"
                 print(f"{'3. ' + str(args.huge_mb) + ' MiB upload (sync)':<44} ours {mb / up_ours:8.1f} MB/s | "
                       f"raw upload_file {mb / base_up:8.1f} MB/s | ratio {base_up / up_ours:5.2f} | target >= 0.85x: "
                       f"{'PASS' if base_up / up_ours >= 0.85 else 'FAIL'}", flush=True)
                 out = work / "pulled"
-                with rig.client() as c:
-                    cfs = CFS(c, rig.s3, workers=args.workers)
-                    plan = cfs.plan_pull(label, out)
-                    plan.labels = [lp for lp in plan.labels if lp.rel_dir == ""]
-                    down_ours = timed(lambda: cfs.apply(plan))
+                down_ours = float("inf")
+                for _ in range(args.repeat):
+                    with rig.client() as c:
+                        cfs = CFS(c, rig.s3, workers=args.workers)
+                        plan = cfs.plan_pull(label, out)
+                        plan.labels = [lp for lp in plan.labels if lp.rel_dir == ""]
+                        down_ours = min(down_ours, timed(lambda: cfs.apply(plan)))
+                    shutil.rmtree(out)
                 print(f"{'3. ' + str(args.huge_mb) + ' MiB download (pull)':<44} ours {mb / down_ours:8.1f} MB/s | "
                       f"raw download_file {mb / base_down:8.1f} MB/s | ratio {base_down / down_ours:5.2f} | target "
                       f">= 0.85x: {'PASS' if base_down / down_ours >= 0.85 else 'FAIL'}", flush=True)
-                shutil.rmtree(out)
             if "2" in only:
                 def walk() -> None:
                     for dirpath, _, names in os.walk(d):
@@ -231,10 +244,12 @@ def main() -> None:
                             os.stat(os.path.join(dirpath, n))
 
                 floor = timed(walk)
-                with rig.client() as c:
-                    cfs = CFS(c, rig.s3, workers=args.workers)
-                    resync = timed(lambda: cfs.sync(d, "/bench/s2", True))
-                    hashed = cfs._cache(d).hashed
+                resync, hashed = float("inf"), 0
+                for _ in range(max(3, args.repeat)):
+                    with rig.client() as c:  # a fresh instance (and client) each time: only the disk cache helps
+                        cfs = CFS(c, rig.s3, workers=args.workers)
+                        resync = min(resync, timed(lambda: cfs.sync(d, "/bench/s2", True)))
+                        hashed = max(hashed, cfs._cache(d).hashed)
                     shutil.rmtree(work / "cache")
                     nocache = timed(lambda: CFS(c, rig.s3, workers=args.workers).plan(d, "/bench/s2", True))
                 print(f"{f'2. no-change re-sync {args.many} files + {args.huge_mb} MiB':<44} ours {resync:8.3f} s | "

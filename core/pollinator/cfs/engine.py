@@ -53,13 +53,13 @@ from pollinator.cfs.plan import LabelPlan, LocalFile, PlannedFile, RemoteFile, S
 from pollinator.cfs.progress import ProgressCallback, Tracker
 from pollinator.cfs.s3 import S3Store, backoff, describe_error, record_endpoint
 from pollinator.colonies import crypto
+from pollinator.colonies.client import ColoniesClient
 from pollinator.colonies.models import File, Reference, S3Object, Snapshot
 from pollinator.config import S3Settings
 from pollinator.errors import ColoniesError, PollinatorError, ServerError, SyncError, Unreachable, UnsafePathError
 
 log = logging.getLogger(__name__)
 
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 ADD_FILE_RETRIES = 4
 CHECKSUM_ATTEMPTS = 2
 
@@ -84,7 +84,7 @@ class CFS:
     (bytes done/total, files done/total) at most every 0.1 s and once at the end.
     """
 
-    def __init__(self, client, s3: S3Settings, *, workers: int = 8, progress: Optional[ProgressCallback] = None):
+    def __init__(self, client: ColoniesClient, s3: S3Settings, *, workers: int = 8, progress: Optional[ProgressCallback] = None):
         self.client = client
         self.s3_settings = s3
         self.workers = max(1, int(workers))
@@ -130,12 +130,15 @@ class CFS:
         listings = self._map(lambda lb: (lb, self._get_files(lb)), labels)
         tree: dict[str, dict[str, RemoteFile]] = {}
         for lb, files in listings:
+            if not files:
+                continue
+            rel_dir = rel_dir_of(lb, label, name=files[0].name)
+            prefix = f"{rel_dir}/" if rel_dir else ""
+            entries = tree.setdefault(rel_dir, {})
             for f in files:
-                rel_dir = rel_dir_of(lb, label, name=f.name)
                 check_name(f.name, label=lb)
-                if rules.ignored(f"{rel_dir}/{f.name}" if rel_dir else f.name):
-                    continue
-                tree.setdefault(rel_dir, {})[f.name] = f
+                if not rules.ignored(prefix + f.name):
+                    entries[f.name] = f
         return tree
 
     def _labels_under(self, label: str) -> list[str]:

@@ -10,6 +10,7 @@ behave the same whether or not the root app's error policy wraps them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -211,7 +212,7 @@ def ls_command(
                 return
             files = cfs.list(label)
             if json_out:
-                output.print_json([f.model_dump() for f in files])
+                output.print_json([dataclasses.asdict(f) for f in files])
             else:
                 output.stdout().print(output.table(["label", "name", "size", "sha256"],
                                                    [(f.label, f.name, _size(f.size), f.checksum[:12])
