@@ -73,6 +73,15 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def _is_utf8(name: str) -> bool:
+    """False for names holding undecodable bytes (os.scandir gives them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Cancelled(Exception):
     """Raised inside a worker's byte callback to abort a transfer after another failed."""
 
@@ -173,6 +182,11 @@ class CFS:
             for entry in entries:
                 name = entry.name
                 rel = f"{rel_dir}/{name}" if rel_dir else name
+                if not _is_utf8(name) and not rules.ignored(rel, is_dir=entry.is_dir(follow_symlinks=False)):
+                    # Refuse before anything moves: the server cannot store the name (the dev server answered
+                    # 500 after the bytes were already in S3).
+                    raise SyncError(f"cannot sync {entry.path!r}: its name is not valid UTF-8, as ColonyFS names "
+                                    "and labels must be; rename it or list it in .pollinatorignore")
                 try:
                     if entry.is_symlink():
                         target = os.path.realpath(entry.path)
