@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Optional
 
 _GRES_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+_JOB_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 _MEM = re.compile(r"^(\d+(?:\.\d+)?)([KMGTPE]i|[kKMGTPE])?$")
 _MEM_FACTORS = {"": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4, "P": 1000**5, "E": 1000**6,
                 "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5, "Ei": 1024**6}
@@ -138,7 +139,7 @@ class BatchRequest:
 
     def directives(self) -> list[str]:
         """The ``#SBATCH`` options, in the order a person would read them."""
-        opts = [f"--job-name={self.job_name}"]
+        opts = [f"--job-name={_JOB_NAME.sub('_', self.job_name) or 'pollinator'}"]  # a directive ends at whitespace
         if self.partition:
             opts.append(f"--partition={self.partition}")
         if self.account:
