@@ -268,3 +268,16 @@ def test_cli_errors_are_one_line_with_exit_codes(cli, cli_env, monkeypatch, tmp_
     monkeypatch.setenv("COLONIES_SERVER_PORT", "1")  # nothing listens there
     r = runner.invoke(cli, ["pull", "/nothing", str(tmp_path / "o")])
     assert r.exit_code == 1 and r.output.count("error:") == 1
+
+
+def test_cli_pull_process_fetches_its_synced_dirs(cli, cli_env, client, cfs, tmp_path, label):
+    from pollinator.colonies.models import Conditions, Filesystem, FunctionSpec, SyncDirMount
+
+    write(tmp_path / "res" / "out.txt", "result!")
+    cfs.sync(tmp_path / "res", f"{label}/result", True)
+    spec = FunctionSpec(funcname="execute", conditions=Conditions(colonyname="dev", executortype="nobody"),
+                        fs=Filesystem(dirs=[SyncDirMount(label=f"{label}/result", dir=f"{label}/result")]))
+    process = client.submit(spec)
+    r = CliRunner(env={"COLUMNS": "250"}).invoke(cli, ["pull", process.processid, str(tmp_path / "cfs")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cfs" / "result" / "out.txt").read_text() == "result!"
