@@ -212,9 +212,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         except PollinatorError as exc:  # e.g. project_dir missing on this worker: results by label only
             self.log.warning("Attaching to %s without the task's job options: %s", process_id, exc)
             return Job.attach(settings, process_id, result_dir=Path(self.result_dir) if self.result_dir else None)
-        job.process_id = process_id  # submit() is then a no-op: nothing is sent twice
-        job.attached = True
-        self._job = job
+        self._job = job.bind(process_id)  # submit() is then a no-op: nothing is sent twice
         return job
 
     def _on_log(self, line: str) -> None:

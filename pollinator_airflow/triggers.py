@@ -66,13 +66,11 @@ shared_clients = _SharedClients()
 
 
 def _follow(client: Any, process_id: str, since: int, poll_interval: float) -> Any:
-    """``afollow_logs`` with our quiet-time poll interval where the core supports tuning it."""
+    """``afollow_logs`` paced for a triggerer: many followers in one loop, quiet ones poll every poll_interval."""
     from pollinator.run import afollow_logs
 
-    try:
-        return afollow_logs(client, process_id, since=since, max_interval=poll_interval)
-    except TypeError:  # a core without pacing knobs: its own adaptive pacing applies
-        return afollow_logs(client, process_id, since=since)
+    return afollow_logs(client, process_id, since=since, max_interval=poll_interval,
+                        state_check_every=max(1.0, poll_interval))
 
 
 class PollinatorTrigger(BaseTrigger):

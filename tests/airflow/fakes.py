@@ -46,6 +46,10 @@ class FakeJob:
         cls.fail_with, cls.next_id = None, 0
         cls.lines = ["hello from the executor", "done"]
 
+    def bind(self, process_id: str) -> "FakeJob":
+        self.process_id, self.attached = process_id, True
+        return self
+
     @classmethod
     def inline(cls, settings: Settings, *, token: Optional[str] = None, **options: Any) -> "FakeJob":
         return cls(options, token)

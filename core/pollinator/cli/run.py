@@ -17,7 +17,7 @@ import typer
 from pollinator.cli import common, output
 from pollinator.colonies import crypto
 from pollinator.colonies.models import ProcessState
-from pollinator.errors import JobFailed
+from pollinator.errors import JobFailed, ProjectError, SyncError
 from pollinator.run import Job, JobResult
 from pollinator.spec import spec_json
 
@@ -70,7 +70,7 @@ def _follow_to_end(job: Job, project_dir: Optional[Path], detach_on_interrupt: b
         output.print_error(f"cancelled process {job.process_id}")
         raise typer.Exit(EXIT_CANCELLED) from None
     try:
-        result = job._finish()
+        result = job.finish()
     except JobFailed as exc:
         if project_dir is not None:
             _forget(project_dir)
@@ -112,7 +112,16 @@ def run_command(
     job.spec()  # every check before the first local write (run.json), upload or submit
     _remember(project_dir, token)
     with job:
-        process_id = job.submit()
+        try:
+            process_id = job.submit()
+        except (ProjectError, SyncError):
+            if not resumed:  # refused before anything was submitted: leave the project as it was
+                _forget(project_dir)
+                try:
+                    (project_dir / STATE_FILE).parent.rmdir()
+                except OSError:
+                    pass  # not empty, or already gone
+            raise
         _remember(project_dir, token, process_id)
         if resumed and job.attached:
             output.print_info(f"re-attached to process {process_id} from an interrupted run (--new submits anew)")

@@ -56,19 +56,28 @@ class LogCursor:
 
 
 class _Pacing:
-    """When to poll next and when to look at the process state."""
+    """When to poll next and when to look at the process state.
 
-    def __init__(self, unreachable_timeout: float):
-        self.interval = MIN_INTERVAL
+    The defaults favour latency (one follower in a terminal or a task). Many
+    followers in one process (an Airflow triggerer) pass larger intervals so
+    N followers cost the server N / max_interval requests per second at rest.
+    """
+
+    def __init__(self, unreachable_timeout: float, min_interval: float = MIN_INTERVAL,
+                 max_interval: float = MAX_INTERVAL, state_check_every: float = STATE_CHECK_EVERY):
+        self.min_interval = min_interval
+        self.max_interval = max(max_interval, min_interval)
+        self.state_check_every = state_check_every
+        self.interval = min_interval
         self.last_state_check = 0.0
         self.unreachable_since: Optional[float] = None
         self.unreachable_timeout = unreachable_timeout
 
     def got_lines(self, n: int) -> None:
-        self.interval = MIN_INTERVAL if n else min(MAX_INTERVAL, self.interval * 1.5)
+        self.interval = self.min_interval if n else min(self.max_interval, self.interval * 1.5)
 
     def state_due(self) -> bool:
-        return time.monotonic() - self.last_state_check >= STATE_CHECK_EVERY
+        return time.monotonic() - self.last_state_check >= self.state_check_every
 
     def reached(self) -> None:
         self.unreachable_since = None
@@ -87,13 +96,14 @@ class LogFollower:
     """Iterate a process's log lines until it is final; ``.process`` then holds it."""
 
     def __init__(self, client, process_id: str, since: int = 0, *, unreachable_timeout: float = 300.0,
-                 deadline: Optional[float] = None):
+                 deadline: Optional[float] = None, min_interval: float = MIN_INTERVAL,
+                 max_interval: float = MAX_INTERVAL, state_check_every: float = STATE_CHECK_EVERY):
         self.client = client
         self.deadline = deadline  # time.monotonic() value after which TimeoutError is raised
         self.process_id = process_id
         self.cursor = LogCursor(since)
         self.process: Optional[Process] = None
-        self._pacing = _Pacing(unreachable_timeout)
+        self._pacing = _Pacing(unreachable_timeout, min_interval, max_interval, state_check_every)
 
     @property
     def last_timestamp(self) -> int:

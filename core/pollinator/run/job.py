@@ -95,6 +95,11 @@ class Job:
         job.attached = True
         return job
 
+    def bind(self, process_id: str) -> "Job":
+        """Make this job stand for an existing process: submit() becomes a no-op, results use our options."""
+        self.process_id, self.process, self.attached = process_id, None, True
+        return self
+
     @staticmethod
     def find_existing(settings: Settings, token: str) -> Optional[Process]:
         """The process an earlier submission with this token created, if any."""
@@ -326,16 +331,19 @@ class Job:
             on_submit(self._require_id())
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            for line in self.follow(deadline=deadline):
-                _emit(on_log, line)
-        except TimeoutError:
+            if on_log is None:  # nobody reads the lines: just wait for the end
+                self.wait(timeout=timeout)
+            else:
+                for line in self.follow(deadline=deadline):
+                    _emit(on_log, line)
+        except (TimeoutError, JobTimeout):
             self._cancel_quietly()
             raise JobTimeout(f"process {self.process_id} exceeded the client timeout of {timeout:.0f} s",
                              process_id=self.process_id or "", state="RUNNING") from None
         except BaseException:
             self._cancel_quietly()
             raise
-        return self._finish()
+        return self.finish()
 
     async def arun(self, on_log: Optional[LogHandler] = None, timeout: Optional[float] = None,
                    on_submit: Optional[Callable[[str], Any]] = None) -> JobResult:
@@ -355,7 +363,7 @@ class Job:
                 raise JobTimeout(f"process {self.process_id} exceeded the client timeout of {timeout:.0f} s",
                                  process_id=self.process_id or "", state="RUNNING") from None
             raise
-        return await asyncio.to_thread(self._finish)
+        return await asyncio.to_thread(self.finish)
 
     def _cancel_quietly(self) -> None:
         if not self.process_id and self.token:
@@ -375,7 +383,12 @@ class Job:
         except Exception as exc:  # the original error matters more; say what we could not do
             log.warning("could not cancel process %s: %s", self.process_id, exc)
 
-    def _finish(self) -> JobResult:
+    def finish(self) -> JobResult:
+        """Wait for the end, fetch results on SUCCESS, and return the result (JobFailed otherwise).
+
+        For a caller that already streamed the logs elsewhere (an Airflow
+        trigger) and only needs the outcome: no log line is read again.
+        """
         process = self.wait()
         files: list[str] = []
         if process.state == ProcessState.SUCCESS:

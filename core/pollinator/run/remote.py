@@ -113,8 +113,8 @@ def build_call(func: Callable[..., Any], args: tuple = (), kwargs: Optional[dict
 class RemoteFunctionJob(Job):
     """A Job whose result carries the function's return value."""
 
-    def _finish(self) -> JobResult:
-        result = super()._finish()
+    def finish(self) -> JobResult:
+        result = super().finish()
         target = self.result_dir
         name = f"{RETURN_PREFIX}{result.process_id}.json"
         path = Path(target) / name if target else None
