@@ -109,6 +109,7 @@ class FakeCli:
         if self.submit_error:
             raise SlurmError(self.submit_error)
         self.env, self.script = dict(env), script.read_text()
+        self.rank_script = (script.parent / "rank.sh").read_text()
         (script.parent / "stdout.log").write_text(self.stdout)
         for rank, code in self.rank_codes.items():
             (script.parent / f"exit.{rank}").write_text(f"{code}\n")
@@ -221,3 +222,23 @@ def test_executor_start_rejects_an_unknown_backend(monkeypatch):
     out = CliRunner().invoke(app, ["executor", "start", "--backend", "pbs"])
     assert out.exit_code == 2, out.output
     assert "not a backend" in out.output
+
+
+def test_image_is_pulled_once_and_run_through_the_engine(tmp_path):
+    engine = tmp_path / "apptainer"
+    engine.write_text('#!/bin/sh\n[ "$1" = pull ] && echo sif > "$3" && echo "$4" >> "$3"\n')
+    engine.chmod(0o755)
+    backend = SlurmBackend(tmp_path / "fs", cli=None, engine=str(engine), tick=0.01, poll=0.01)
+    lines: list[str] = []
+    for _ in range(2):
+        cli = FakeCli([JobInfo("12", "COMPLETED", exit_code="0:0")], rank_codes={0: 0})
+        backend.cli = cli  # type: ignore[assignment]
+        launch = LaunchSpec(command="python3 -V", cwd=tmp_path, env={}, process=_process(gpu=GPU(count=1)))
+        assert backend.run(launch, lines.append, AbortSignal()).ok
+    sif = tmp_path / "fs" / ".images" / "python_3.12.sif"
+    assert sif.read_text() == "sif\ndocker://python:3.12\n"
+    assert sum("pulling docker://python:3.12" in line for line in lines) == 1
+    assert any(f"using {sif}" in line for line in lines)
+    assert not any("no container engine" in line for line in lines)
+    fs = (tmp_path / "fs").resolve()
+    assert f"{engine} exec --nv --bind {fs}:{fs} --bind {fs}:/cfs --pwd {tmp_path} {sif} /bin/sh" in cli.rank_script
