@@ -113,6 +113,9 @@ def stop_command(data_dir: Path = DataDir) -> None:
     colony = LocalColony(data_dir)
     if not colony.is_running():
         console.print(f"No local colony is running from {colony.data_dir}.")
+        leftover = colony.slurm_cluster().stop()  # daemons of a colony whose server died
+        if leftover:
+            console.print(f"Stopped the Slurm daemons left behind: {', '.join(leftover)}")
         return
     stopped = colony.stop()
     console.print(f"Stopped: {', '.join(stopped)}")
