@@ -36,7 +36,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from pollinator.errors import ConfigError, PollinatorError
 
@@ -242,7 +242,7 @@ class SlurmCluster:
                                     env={**os.environ, **self.env()}, cwd=self.root, start_new_session=True)
         return proc.pid
 
-    def _wait(self, ready, timeout: float, message: str, pids: dict[str, int]) -> None:
+    def _wait(self, ready: Callable[[], bool], timeout: float, message: str, pids: dict[str, int]) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, pid in pids.items():
