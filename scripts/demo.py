@@ -14,10 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pollinator.colonies.models import ProcessState, parse_go_time
 from pollinator.dev.colony import LocalColony
@@ -25,6 +27,7 @@ from pollinator.dev.colony import LocalColony
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_dags"
 console = Console()
+EXPECTED = {"preprocess": "train.json", "train": "model.json"}  # each step's result file that must be home
 
 
 def stream(argv: list[str], env: dict[str, str], label: str, cwd: Path) -> int:
@@ -34,14 +37,39 @@ def stream(argv: list[str], env: dict[str, str], label: str, cwd: Path) -> int:
                             bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
-        console.print(f"[dim]{label}[/dim] {line.rstrip()}", markup=False, highlight=False)
+        if not interesting(line):
+            continue
+        line = tidy(line)
+        text = Text(f"{label:>8} | ", style="dim")
+        text.append(line.rstrip())
+        console.print(text, highlight=False, soft_wrap=True)
     return proc.wait()
 
 
-def summary(colony: LocalColony, since_ns: int) -> tuple[Table, bool]:
+def submitted_at(process) -> datetime:
+    return parse_go_time(process.submissiontime) or datetime.min.replace(tzinfo=timezone.utc)
+
+
+def interesting(line: str) -> bool:
+    """Airflow's own bookkeeping is noise here: keep the task's lines, its start/end and errors."""
+    keep = ("PollinatorOperator", "[DAG TEST]", "pollinator", "ERROR", "Error", "Task run", "Flow run",
+            "evaluation", "Traceback", "Exception")
+    return any(k in line for k in keep) and "Pushing xcom" not in line
+
+
+def tidy(line: str) -> str:
+    """Drop structlog's trailing ``[logger] loc=file:line`` tail."""
+    line = line.rstrip()
+    for marker in (" [airflow.task.operators", " [airflow.sdk.definitions.dag]", " [pollinator.run"):
+        if marker in line:
+            line = line.split(marker, 1)[0]
+    return line
+
+
+def summary(colony: LocalColony, since: datetime, prefect_from: datetime) -> tuple[Table, bool]:
     settings = colony.settings()
     table = Table(title="ColonyOS processes of this demo")
-    for col in ("step", "executor", "process id", "state", "seconds", "result files"):
+    for col in ("engine", "step", "executor", "process id", "state", "seconds", "result files"):
         table.add_column(col)
     ok = True
     rows = []
@@ -49,26 +77,27 @@ def summary(colony: LocalColony, since_ns: int) -> tuple[Table, bool]:
         executors = {e.executorid: e.executorname for e in client.get_executors() or []}
         for state in ProcessState:
             for p in client.get_processes(state, count=100) or []:
-                if p.prioritytime < since_ns:
+                if submitted_at(p) < since:
                     continue
                 rows.append(p)
-        for p in sorted(rows, key=lambda p: p.prioritytime):
+        for p in sorted(rows, key=lambda p: p.submissiontime):
             project = (p.spec.env or {}).get("PROJECT_DIR", "").rsplit("/", 1)[-1]
             result_label = f"/pollinator/{project}/result"
             files = [f.name for f in client.get_files(result_label) or []]
+            engine = "prefect" if submitted_at(p) >= prefect_from else "airflow"
             start, end = parse_go_time(p.starttime), parse_go_time(p.endtime)
             secs = f"{(end - start).total_seconds():.1f}" if start and end else "-"
             state = ProcessState(p.state).name
-            ok &= state == "SUCCESS" and bool(files)
-            table.add_row(project, executors.get(p.assignedexecutorid, "-"), p.processid[:12], state, secs,
+            ok &= state == "SUCCESS" and EXPECTED.get(project, "") in files + [""]
+            table.add_row(engine, project, executors.get(p.assignedexecutorid, "-"), p.processid[:12], state, secs,
                           ", ".join(sorted(files)[:4]) or "-")
-    return table, ok and len(rows) >= 4
+    return table, ok and len(rows) >= 5  # 3 Airflow steps + 2 remote Prefect steps
 
 
 def main() -> int:
     data_dir = ROOT / ".pollinator" / "demo-colony"
     colony = LocalColony(data_dir)
-    started = time.time_ns()
+    started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     with console.status("starting the local colony (Colonies server, S3, executors dev-k8s and dev-hpc)..."):
         env = {**os.environ, **colony.start()}
@@ -86,10 +115,12 @@ def main() -> int:
             codes["airflow"] = stream([airflow, "dags", "test", "cloud_to_hpc"], airflow_env, "airflow", ROOT)
             prefect_env = {**env, "PREFECT_HOME": str(Path(tmp) / "prefect"),
                            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+                           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
                            "POLLINATOR_DEMO_OUT": str(Path(tmp) / "out")}
+            prefect_from = datetime.now(timezone.utc)
             codes["prefect"] = stream([sys.executable, str(EXAMPLES / "cloud_to_hpc_flow.py")], prefect_env,
                                       "prefect", ROOT)
-        table, ok = summary(colony, started)
+        table, ok = summary(colony, started, prefect_from)
         console.print(table)
     finally:
         with console.status("stopping the local colony..."):

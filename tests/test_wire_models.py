@@ -105,7 +105,8 @@ def test_nanosecond_log_timestamps_keep_precision():
 def test_go_time_parsing():
     assert m.parse_go_time(m.GO_ZERO_TIME) is None
     dt = m.parse_go_time("2026-11-22T03:13:15.614146123Z")
-    assert dt is not None and dt.microsecond == 614146
+    assert dt is not None and dt.microsecond == 614146 and dt.utcoffset().total_seconds() == 0
+    assert m.parse_go_time("2026-11-22T03:13:15.5+02:00").utcoffset().total_seconds() == 7200
     assert m.go_time(dt) == "2026-11-22T03:13:15.614146Z"
 
 

@@ -70,7 +70,7 @@ def _follow_to_end(job: Job, project_dir: Optional[Path], detach_on_interrupt: b
         output.print_error(f"cancelled process {job.process_id}")
         raise typer.Exit(EXIT_CANCELLED) from None
     try:
-        result = job._finish()
+        result = job.finish()
     except JobFailed as exc:
         if project_dir is not None:
             _forget(project_dir)

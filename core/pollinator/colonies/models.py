@@ -28,8 +28,8 @@ def parse_go_time(value: str) -> Optional[datetime]:
     # Python accepts at most 6 fractional digits; Go sends up to 9.
     if "." in text:
         head, rest = text.split(".", 1)
-        frac = "".join(ch for ch in rest if ch.isdigit())
-        tz = rest[len(frac):]
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        frac, tz = rest[:digits], rest[digits:]
         text = f"{head}.{frac[:6].ljust(6, '0')}{tz}"
     return datetime.fromisoformat(text)
 

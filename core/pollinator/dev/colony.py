@@ -28,7 +28,7 @@ from pollinator.colonies.client import ColoniesClient
 from pollinator.colonies.models import Colony, User
 from pollinator.config import S3Settings, Settings
 from pollinator.dev.keys import ColonyKeys, load_or_create_keys, write_private
-from pollinator.errors import AccessDenied, ConfigError, NotFound, PollinatorError
+from pollinator.errors import BadRequest, ConfigError, PollinatorError
 
 DEFAULT_DATA_DIR = Path(os.environ.get("POLLINATOR_DEV_DIR", Path.home() / ".pollinator" / "dev"))
 DEFAULT_EXECUTORS = ("dev-k8s", "dev-hpc")
@@ -209,9 +209,10 @@ class LocalColony:
         owner = server.with_key(keys.colony)
         try:
             try:
-                owner.get_colony(COLONY_NAME)
-            except (NotFound, AccessDenied):
                 server.add_colony(Colony(colonyid=crypto.id_from_private_key(keys.colony), name=COLONY_NAME))
+            except BadRequest as exc:  # a restart on the same data dir: the colony is there already
+                if "already exists" not in exc.message:
+                    raise
             user_id = crypto.id_from_private_key(keys.user)
             try:
                 owner.add_user(User(colonyname=COLONY_NAME, userid=user_id, name="dev-user"))

@@ -12,14 +12,17 @@ import ast
 import builtins
 import inspect
 import json
+import logging
 import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pollinator.config import Settings
-from pollinator.errors import ProjectError
+from pollinator.errors import ColoniesError, ProjectError
 from pollinator.run.job import Job, JobResult
+
+log = logging.getLogger(__name__)
 
 RUNNER = "pollinator_runner.py"
 CALL_FILE = "pollinator_call.json"
@@ -121,7 +124,12 @@ class RemoteFunctionJob(Job):
         if path is None or not path.exists():
             raise ProjectError(f"process {result.process_id} succeeded but left no {name} in {self.result_label}")
         value = json.loads(path.read_text())["value"]
-        path.unlink()  # an internal file, not one of the user's results
+        # an internal file, not one of the user's results: gone locally and from the shared result label
+        path.unlink()
+        try:
+            self.client.remove_file(label=self.result_label, name=name)
+        except ColoniesError as exc:
+            log.warning("could not remove %s from %s: %s", name, self.result_label, exc)
         files = [f for f in result.result_files if f != name]
         return result.model_copy(update={"return_value": value, "result_files": files})
 
