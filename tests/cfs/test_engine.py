@@ -244,3 +244,18 @@ def test_go_cli_record_downloads_with_our_credentials(cfs, fake, s3, tmp_path):
 def test_repr_has_no_secrets(cfs, s3):
     text = repr(cfs) + repr(cfs.store)
     assert s3.secret_key.get_secret_value() not in text and s3.access_key.get_secret_value() not in text
+
+
+def test_new_files_are_hashed_while_uploading(fake, s3, tmp_path):
+    cfs = CFS(fake, s3, workers=2)
+    cfs.store.multipart_threshold = 5 * MiB
+    cfs.store.transfer_config.multipart_threshold = 5 * MiB
+    cfs.store.transfer_config.multipart_chunksize = 5 * MiB
+    big, small = os.urandom(11 * MiB), b"small"
+    write(tmp_path / "src" / "big.bin", big)
+    write(tmp_path / "src" / "small.txt", small)
+    plan = cfs.plan(tmp_path / "src", "/defer", True)
+    assert {f.checksum for lp in plan.labels for f in lp.upload} == {""}  # nothing read during planning
+    assert cfs._cache(tmp_path / "src").hashed == 0
+    cfs.apply(plan)
+    assert {f.name: f.checksum for f in fake.files} == {"big.bin": sha(big), "small.txt": sha(small)}

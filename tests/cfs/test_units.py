@@ -167,3 +167,21 @@ def test_tracker_throttles_callback_and_logs_lines(caplog):
         t.finish()
     assert len(seen) == 1 and seen[-1].finished and (seen[-1].files_done, seen[-1].bytes_done) == (3, 30)
     assert any("cfs /p: 3/3 files" in r.getMessage() for r in caplog.records)
+
+
+def test_hashing_reader_sequential_and_seek_fallback(tmp_path):
+    from pollinator.cfs.hashing import HashingReader
+
+    data = os.urandom(100_000)
+    p = write(tmp_path / "f", data)
+    with open(p, "rb") as f:
+        r = HashingReader(f)
+        while r.read(7000):
+            pass
+        assert r.digest(len(data)) == sha(data)
+    with open(p, "rb") as f:
+        r = HashingReader(f)
+        r.read(10)
+        r.seek(50)
+        r.read(10)
+        assert r.digest(len(data)) is None  # caller must hash the file itself

@@ -45,7 +45,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from pollinator.cfs.hashing import StatCache, sha256_bytes, sha256_file
+from pollinator.cfs.hashing import HashingReader, StatCache, sha256_bytes, sha256_file
 from pollinator.cfs.ignore import IgnoreRules
 from pollinator.cfs.paths import (CFS_FILE, TMP_PREFIX, check_name, is_under, label_for, normalize_label,
                                   rel_dir_of, safe_target)
@@ -121,8 +121,16 @@ class CFS:
         to_hash: list[tuple[str, str, str, os.stat_result]] = []
         for rel_dir, files in scanned.items():
             local[rel_dir] = {}
+            on_server = remote.get(rel_dir, {})
             for name, (full, st) in files.items():
-                to_hash.append((rel_dir, name, full, st))
+                if name in on_server:
+                    to_hash.append((rel_dir, name, full, st))
+                    continue
+                # A file the server lacks is uploaded whatever its checksum: take it from the cache or
+                # compute it while uploading (the bytes are read once, on the worker pool).
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                local[rel_dir][name] = LocalFile(name=name, size=st.st_size, checksum=cache.lookup(rel, st) or "",
+                                                 mtime_ns=st.st_mtime_ns, inode=st.st_ino)
         for rel_dir, name, digest, st in self._checksums(cache, to_hash):
             local[rel_dir][name] = LocalFile(name=name, size=st.st_size, checksum=digest, mtime_ns=st.st_mtime_ns,
                                              inode=st.st_ino)
@@ -258,7 +266,7 @@ class CFS:
             ups = lp.upload + (lp.conflicts if plan.keep_local else [])
             downs = lp.download + ([] if plan.keep_local else lp.conflicts)
             for pf in ups:
-                jobs.append((pf.size, self._upload_job(root, lp, pf, report)))
+                jobs.append((pf.size, self._upload_job(root, lp, pf, report, cache)))
             for pf in downs:
                 jobs.append((pf.size, self._download_job(root, lp, pf, cache, report)))
         if any(pf for lp in plan.labels for pf in lp.upload) or (plan.keep_local and plan.conflict_count):
@@ -336,13 +344,15 @@ class CFS:
         self._bucket_ready = True
 
     # -- upload --------------------------------------------------------------------
-    def _upload_job(self, root: Path, lp: LabelPlan, pf: PlannedFile, report: SyncReport):
+    def _upload_job(self, root: Path, lp: LabelPlan, pf: PlannedFile, report: SyncReport,
+                    cache: Optional[StatCache] = None):
         full = root.joinpath(*lp.rel_dir.split("/"), pf.name) if lp.rel_dir else root / pf.name
         where = f"{lp.label}/{pf.name}"
+        rel = f"{lp.rel_dir}/{pf.name}" if lp.rel_dir else pf.name
 
         def run(tracker: Tracker) -> None:
             try:
-                self._upload(full, lp.label, pf, where, tracker)
+                self._upload(full, lp.label, pf, where, tracker, cache, rel)
             except (PollinatorError, _Cancelled):
                 raise
             except Exception as exc:
@@ -353,7 +363,13 @@ class CFS:
 
         return run
 
-    def _upload(self, full: Path, label: str, pf: PlannedFile, where: str, tracker: Tracker) -> None:
+    def _upload(self, full: Path, label: str, pf: PlannedFile, where: str, tracker: Tracker,
+                cache: Optional[StatCache] = None, rel: str = "") -> None:
+        """Bytes to S3 first, then the record (a record never points at a missing object).
+
+        ``pf.checksum`` is empty when planning deferred the hash: it is then taken
+        from the bytes as they are read for the upload.
+        """
         def changed() -> SyncError:
             return SyncError(f"{where} changed while it was being synced ({full}); run the sync again")
 
@@ -364,13 +380,17 @@ class CFS:
         if st.st_size != pf.size or (pf.mtime_ns and st.st_mtime_ns != pf.mtime_ns):
             raise changed()
         key = crypto.random_id()
+        started = time.time_ns()
+        checksum = pf.checksum
         if pf.size == 0:
-            pass  # like the Go client: no S3 object for an empty file
+            checksum = sha256_bytes(b"")  # like the Go client: no S3 object for an empty file
         elif pf.size < self.store.multipart_threshold:
             data = full.read_bytes()
-            if len(data) != pf.size or sha256_bytes(data) != pf.checksum:
+            digest = sha256_bytes(data)
+            if len(data) != pf.size or (checksum and digest != checksum):
                 raise changed()
-            self.store.put_small(key, data, pf.checksum)
+            checksum = digest
+            self.store.put_small(key, data, checksum)
         else:
             cancel = getattr(tracker, "cancel", None)
 
@@ -380,11 +400,16 @@ class CFS:
                 tracker.add_bytes(n)
 
             with open(full, "rb") as f:
-                self.store.upload_large(key, f, on_bytes)
+                reader = HashingReader(f)
+                self.store.upload_large(key, reader, on_bytes)
             after = os.stat(full)
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 raise changed()
-        self._add_file(self._record(label, pf, key), where)
+            if not checksum:
+                checksum = reader.digest(pf.size) or sha256_file(full)
+        if not pf.checksum and cache is not None and rel:
+            cache.remember(rel, st, checksum, started_ns=started)
+        self._add_file(self._record(label, pf.model_copy(update={"checksum": checksum}), key), where)
         tracker.file_done(pf.size if pf.size < self.store.multipart_threshold else 0)
 
     def _record(self, label: str, pf: PlannedFile, key: str) -> File:

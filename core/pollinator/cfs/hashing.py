@@ -59,6 +59,47 @@ def _is_racy(st: os.stat_result, started_ns: int) -> bool:
     return started_ns - st.st_mtime_ns < tick
 
 
+class HashingReader:
+    """A read-only file wrapper that hashes what is read, as long as reads are sequential.
+
+    The transfer manager reads a seekable upload in order, part by part, so
+    the SHA-256 comes for free while the bytes go out. Any seek away from the
+    hashed position marks the digest unusable (``digest()`` is then ``None``)
+    and the caller hashes the file separately.
+    """
+
+    def __init__(self, f):
+        self._f = f
+        self._h = hashlib.sha256()
+        self._pos = 0
+        self._ok = True
+
+    def read(self, n: int = -1) -> bytes:
+        here = self._f.tell()
+        data = self._f.read(n)
+        if here == self._pos:
+            self._h.update(data)
+            self._pos += len(data)
+        else:
+            self._ok = False
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def digest(self, size: int) -> Optional[str]:
+        return self._h.hexdigest() if self._ok and self._pos == size else None
+
+
 class StatCache:
     """Thread-safe ``relpath -> (size, mtime_ns, inode, sha256)`` for one directory."""
 
@@ -108,11 +149,14 @@ class StatCache:
                 self._dirty = True
         return digest
 
-    def remember(self, rel: str, st: os.stat_result, digest: str) -> None:
-        """Record the checksum of a file we just wrote and verified ourselves.
+    def remember(self, rel: str, st: os.stat_result, digest: str, started_ns: Optional[int] = None) -> None:
+        """Record a checksum computed elsewhere (a verified download, a hash taken while uploading).
 
-        No racy check: the bytes are ours and were verified before the rename.
+        ``started_ns``: when reading began, for the racy check; ``None`` for a
+        file we wrote and verified ourselves (no one else's write can hide).
         """
+        if started_ns is not None and _is_racy(st, started_ns):
+            return
         with self._lock:
             self._new[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
             self._dirty = True
