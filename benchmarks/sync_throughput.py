@@ -250,7 +250,8 @@ def main() -> None:
                         cfs = CFS(c, rig.s3, workers=args.workers)
                         resync = min(resync, timed(lambda: cfs.sync(d, "/bench/s2", True)))
                         hashed = max(hashed, cfs._cache(d).hashed)
-                    shutil.rmtree(work / "cache")
+                StatCache(d).path.unlink()
+                with rig.client() as c:
                     nocache = timed(lambda: CFS(c, rig.s3, workers=args.workers).plan(d, "/bench/s2", True))
                 print(f"{f'2. no-change re-sync {args.many} files + {args.huge_mb} MiB':<44} ours {resync:8.3f} s | "
                       f"walk+stat {floor:8.3f} s | without cache {nocache:8.3f} s | files hashed {hashed} | "
