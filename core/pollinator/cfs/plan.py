@@ -24,7 +24,12 @@ from pydantic import BaseModel, Field, computed_field
 
 
 class PlannedFile(BaseModel):
-    """One file to move. ``checksum`` is the one the destination must end up with."""
+    """One file to move. ``checksum`` is the one the destination must end up with.
+
+    For an upload of a file the server does not have yet, ``checksum`` may be
+    ``""``: planning does not read such files, the engine hashes them while it
+    uploads them (see ``CFS._upload``).
+    """
 
     name: str
     size: int
