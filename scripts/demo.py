@@ -26,7 +26,7 @@ from pollinator.dev.colony import LocalColony
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_dags"
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 EXPECTED = {"preprocess": "train.json", "train": "model.json"}  # each step's result file that must be home
 
 
