@@ -27,6 +27,7 @@ from pollinator.dev.colony import LocalColony
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_dags"
 console = Console(width=None if sys.stdout.isatty() else 120)
+EXPECTED_ROWS = {None: 5, "airflow": 3, "prefect": 2}  # remote steps: 3 in the DAG, 2 in the flow
 EXPECTED = {"preprocess": "train.json", "train": "model.json"}  # each step's result file that must be home
 
 
@@ -66,7 +67,8 @@ def tidy(line: str) -> str:
     return line
 
 
-def summary(colony: LocalColony, since: datetime, prefect_from: datetime) -> tuple[Table, bool]:
+def summary(colony: LocalColony, since: datetime, prefect_from: datetime,
+            expected_rows: int) -> tuple[Table, bool]:
     settings = colony.settings()
     table = Table(title="ColonyOS processes of this demo")
     for col in ("engine", "step", "executor", "process id", "state", "seconds", "result files"):
@@ -91,12 +93,19 @@ def summary(colony: LocalColony, since: datetime, prefect_from: datetime) -> tup
             ok &= state == "SUCCESS" and EXPECTED.get(project, "") in files + [""]
             table.add_row(engine, project, executors.get(p.assignedexecutorid, "-"), p.processid[:12], state, secs,
                           ", ".join(sorted(files)[:4]) or "-")
-    return table, ok and len(rows) >= 5  # 3 Airflow steps + 2 remote Prefect steps
+    return table, ok and len(rows) >= expected_rows
 
 
-def main() -> int:
-    data_dir = ROOT / ".pollinator" / "demo-colony"
-    colony = LocalColony(data_dir)
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slurm", action="store_true",
+                        help="run dev-hpc on a local one-node Slurm cluster (needs Debian's slurm-wlm and munge)")
+    parser.add_argument("--only", choices=("airflow", "prefect"), help="run one engine's example only")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".pollinator" / "demo-colony")
+    args = parser.parse_args(argv)
+    colony = LocalColony(args.data_dir, slurm=args.slurm)
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     with console.status("starting the local colony (Colonies server, S3, executors dev-k8s and dev-hpc)..."):
@@ -111,17 +120,23 @@ def main() -> int:
                            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp}/airflow.db",
                            "POLLINATOR_DEMO_OUT": str(Path(tmp) / "out")}
             airflow = str(Path(sys.executable).with_name("airflow"))
-            subprocess.run([airflow, "db", "migrate"], env=airflow_env, check=True, capture_output=True)
-            codes["airflow"] = stream([airflow, "dags", "test", "cloud_to_hpc"], airflow_env, "airflow", ROOT)
+            if args.only != "prefect":
+                subprocess.run([airflow, "db", "migrate"], env=airflow_env, check=True, capture_output=True)
+                codes["airflow"] = stream([airflow, "dags", "test", "cloud_to_hpc"], airflow_env, "airflow", ROOT)
             prefect_env = {**env, "PREFECT_HOME": str(Path(tmp) / "prefect"),
                            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
                            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
                            "POLLINATOR_DEMO_OUT": str(Path(tmp) / "out")}
             prefect_from = datetime.now(timezone.utc)
-            codes["prefect"] = stream([sys.executable, str(EXAMPLES / "cloud_to_hpc_flow.py")], prefect_env,
+            if args.only != "airflow":
+                codes["prefect"] = stream([sys.executable, str(EXAMPLES / "cloud_to_hpc_flow.py")], prefect_env,
                                       "prefect", ROOT)
-        table, ok = summary(colony, started, prefect_from)
+        table, ok = summary(colony, started, prefect_from, expected_rows=EXPECTED_ROWS[args.only])
         console.print(table)
+        if args.slurm:
+            jobs = colony.slurm_cluster().root / "jobcomp.txt"
+            records = jobs.read_text().splitlines() if jobs.exists() else []
+            console.print(f"Slurm: {len(records)} job(s) in {jobs}")
     finally:
         with console.status("stopping the local colony..."):
             colony.stop()

@@ -197,3 +197,25 @@ def test_settings_discover_uses_running_local_colony(local_colony, monkeypatch):
     assert found.port == local_colony.settings().port
     with pytest.raises(Exception, match="COLONIES_SERVER_HOST"):
         Settings.discover({"COLONIES_PRVKEY": "a" * 64, "POLLINATOR_DEV_DIR": str(local_colony.data_dir)})
+
+
+def test_ctrl_c_while_following_cancels_the_remote_process(tmp_path, colony_env, client):
+    """Not a TTY: Ctrl-C cancels at once, exit 130; the process ends CANCELLED."""
+    import signal
+
+    proj = tmp_path / "ctrlc"
+    proj.mkdir()
+    assert _cli(["new", "-e", "dev-k8s"], proj, colony_env).returncode == 0
+    (proj / "cfs" / "src" / "main.py").write_text("import time\nprint('working', flush=True)\ntime.sleep(60)\n")
+    (proj / "project.yaml").write_text((proj / "project.yaml").read_text().replace("pip3 install numpy", ""))
+    proc = subprocess.Popen([PY, "-m", "pollinator.cli.main", "run", "--follow"], cwd=proj,
+                            env={**os.environ, **colony_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    for line in proc.stdout:
+        if "working" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    pid = next(word for word in err.split() if len(word) == 64)
+    assert client.get_process(pid).state == ProcessState.CANCELLED

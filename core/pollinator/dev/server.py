@@ -258,8 +258,11 @@ def create_app(data_dir: Path, server_id: str) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await checker
 
+    from pollinator.dev.dashboard import index_page, process_page
+
     app = Starlette(routes=[Route("/api", api, methods=["POST"]), Route("/health", health, methods=["GET"]),
-                            WebSocketRoute("/pubsub", pubsub)], lifespan=lifespan)
+                            WebSocketRoute("/pubsub", pubsub), Route("/process", process_page, methods=["GET"]),
+                            Route("/", index_page, methods=["GET"])], lifespan=lifespan)
     app.state.ctx = ctx
     app.state.store = store
     return app

@@ -1,0 +1,144 @@
+"""The Colonies client over real HTTP: timeouts, retries with backoff, and which calls may be resent."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pollinator.colonies import crypto
+from pollinator.colonies.client import AsyncColoniesClient, ColoniesClient
+from pollinator.colonies.models import FunctionSpec
+from pollinator.errors import AccessDenied, ServerError, Unreachable
+
+KEY = crypto.generate_private_key()
+
+
+class Script:
+    """What the fake server answers, request by request."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.requests: list[dict] = []
+
+
+def _reply(payloadtype, payload, status=200):
+    error = status >= 400
+    body = {"payloadtype": "error" if error else payloadtype,
+            "payload": base64.b64encode(json.dumps(payload).encode()).decode(), "error": error}
+    return status, json.dumps(body).encode()
+
+
+@pytest.fixture
+def server():
+    script = Script([])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            envelope = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            script.requests.append(envelope)
+            answer = script.answers.pop(0) if script.answers else ("ok", None)
+            if answer == "hang":
+                time.sleep(3)
+                answer = ("ok", None)
+            if answer == "reset":
+                self.connection.close()
+                return
+            kind, payload = answer
+            status, body = _reply(envelope["payloadtype"], payload) if kind == "ok" else _reply("", payload, kind)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], script
+    httpd.shutdown()
+
+
+def _client(port, **kw):
+    return ColoniesClient("127.0.0.1", port, KEY, "dev", **kw)
+
+
+def test_requests_are_signed_envelopes(server):
+    port, script = server
+    script.answers = [("ok", {"colonyid": "x", "name": "dev"})]
+    with _client(port) as c:
+        assert c.get_colony().name == "dev"
+    env = script.requests[0]
+    assert env["payloadtype"] == "getcolonymsg"
+    assert crypto.recover_id(env["payload"], env["signature"]) == crypto.id_from_private_key(KEY)
+
+
+def test_idempotent_call_retried_after_5xx(server):
+    port, script = server
+    script.answers = [(500, {"status": 500, "message": "db down"}), "reset", ("ok", {"processid": "p"})]
+    with _client(port, retries=3) as c:
+        assert c.get_process("p").processid == "p"
+    assert len(script.requests) == 3
+
+
+def test_submit_is_not_resent_after_it_may_have_arrived(server):
+    port, script = server
+    script.answers = [(500, {"status": 500, "message": "boom"}), ("ok", {"processid": "p"})]
+    with _client(port, retries=3) as c, pytest.raises(ServerError, match="boom"):
+        c.submit(FunctionSpec(funcname="execute"))
+    assert len(script.requests) == 1
+
+
+def test_retries_are_bounded(server):
+    port, script = server
+    script.answers = [(503, {"status": 503, "message": "busy"})] * 10
+    with _client(port, retries=2) as c, pytest.raises(ServerError):
+        c.get_process("p")
+    assert len(script.requests) == 3
+
+
+def test_4xx_is_not_retried_and_keeps_status(server):
+    port, script = server
+    script.answers = [(403, {"status": 403, "message": "Access denied"})]
+    with _client(port) as c, pytest.raises(AccessDenied) as info:
+        c.get_process("p")
+    assert info.value.status == 403 and len(script.requests) == 1
+
+
+def test_every_call_has_a_timeout(server):
+    port, script = server
+    script.answers = ["hang"] * 5
+    t0 = time.monotonic()
+    with _client(port, timeout=0.5, retries=0) as c, pytest.raises(Unreachable):
+        c.get_process("p")
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_unreachable_server_is_a_clear_error():
+    with _client(1, retries=1) as c, pytest.raises(Unreachable, match="cannot reach"):
+        c.get_process("p")
+
+
+def test_async_client_shares_the_messages(server):
+    import asyncio
+
+    port, script = server
+    script.answers = [(502, {"status": 502, "message": "gw"}), ("ok", [{"processid": "p", "message": "hi\n",
+                                                                      "timestamp": 5}])]
+
+    async def go():
+        async with AsyncColoniesClient("127.0.0.1", port, KEY, "dev", retries=2) as c:
+            return await c.get_logs("p")
+
+    logs = asyncio.run(go())
+    assert logs[0].message == "hi\n" and logs[0].timestamp == 5
+
+
+def test_client_repr_has_no_key():
+    c = _client(1)
+    assert KEY not in repr(c) and KEY not in str(vars(c).get("url"))
