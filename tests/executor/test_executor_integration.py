@@ -237,7 +237,7 @@ def test_jobs_run_concurrently(executor, client):
     assert time.monotonic() - t0 < 5.5  # 4 x 1.5 s serially would be 6 s+
 
 
-def test_snapshot_and_sync_dirs(executor, client, colony, tmp_path):
+def test_snapshot_and_sync_dirs(executor, client, colony, tmp_path, monkeypatch):
     from pollinator.cfs import CFS
 
     project = "pytest-proj"
@@ -267,6 +267,7 @@ def test_snapshot_and_sync_dirs(executor, client, colony, tmp_path):
               SyncDirMount.model_validate({"label": f"{root}/data", "dir": f"{root}/data", "keepfiles": True,
                                            "onconflicts": {"onstart": {"keeplocal": False},
                                                            "onclose": {"keeplocal": False}}})])
+    monkeypatch.setenv("POLLINATOR_KEEP_JOB_DIRS", "1")  # look at what keepfiles left behind in the job's /cfs
     p = client.submit(spec({"cmd": sys.executable, "args": [f"/cfs{root}/{snap.snapshotid}/src/main.py"],
                             "docker-image": "python:3.12-slim"},
                            env={"PROJECT_DIR": f"/cfs{root}"}, fs=fs))
@@ -278,7 +279,7 @@ def test_snapshot_and_sync_dirs(executor, client, colony, tmp_path):
     out = tmp_path / "pulled"
     cfs.pull(f"{root}/result", out)
     assert (out / "result.txt").read_text() == "HELLO WORLD!"
-    local = executor.fs_dir / root.lstrip("/")
+    local = executor.job_dir(p.processid) / root.lstrip("/")
     assert not (local / "result").exists() and not (local / snap.snapshotid / "src").exists()
     assert (local / "data" / "hello.txt").exists()  # keepfiles
     assert snap.snapshotid not in {s.snapshotid for s in client.get_snapshots()}  # keepsnapshot=False

@@ -77,9 +77,6 @@ def test_many_concurrent_jobs_complete_with_every_line(settings, local_colony):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=False, reason="executor race: concurrent jobs of one project on one executor share "
-                   "<fs-dir>/pollinator/<project>/result; one job's cleanup removes it while another stages or "
-                   "uploads it -> 'uploading results failed: [Errno 17] File exists' (a race, so not strict)")
 def test_concurrent_jobs_of_one_project_on_one_executor(settings):
     jobs = [Job.inline(settings, name="rel-same-project", executor_names=["dev-hpc"], walltime=120, max_retries=0,
                        cmd=f"sh -c 'echo job{i}; echo {i} > $POLLINATOR_RESULT_DIR/r{i}.txt'") for i in range(24)]

@@ -18,6 +18,8 @@ their assign context on shutdown.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -191,7 +193,9 @@ class LocalExecutor:
 
     def _start_job(self, process: Process) -> None:
         abort = AbortSignal()
-        job = ProcessJob(process, client=self.client, backend=self.backend, fs_dir=self.fs_dir,
+        # Each process gets its own /cfs: two runs of the same project (two DAG runs, a retry overlapping
+        # a slow cleanup) must not stage, sync or delete each other's src/data/result dirs.
+        job = ProcessJob(process, client=self.client, backend=self.backend, fs_dir=self.job_dir(process.processid),
                          executor_id=self.executor_id, abort=abort, cancel_poll=self.cancel_poll,
                          assigned_at=time.monotonic(), cfs_factory=lambda: self._cfs_factory(self.client))
         thread = threading.Thread(target=self._job_main, args=(job,), name=f"job-{process.processid[:8]}",
@@ -203,10 +207,16 @@ class LocalExecutor:
         log.info("process %s assigned (%s)", process.processid, process.spec.funcname)
         thread.start()
 
+    def job_dir(self, process_id: str) -> Path:
+        """Where /cfs is for one process: ``<fs_dir>/jobs/<process id>``, removed when the job ends."""
+        return self.fs_dir / "jobs" / process_id
+
     def _job_main(self, job: ProcessJob) -> None:
         try:
             job.run()
         finally:
+            if not os.environ.get("POLLINATOR_KEEP_JOB_DIRS"):
+                shutil.rmtree(self.job_dir(job.pid), ignore_errors=True)
             with self._lock:
                 self._running.pop(job.pid, None)
                 self.finished.append((job.pid, job.outcome))
