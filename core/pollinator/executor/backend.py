@@ -93,7 +93,15 @@ class RunResult:
 
     @property
     def failed_ranks(self) -> list[int]:
-        return [rank for rank, code in enumerate(self.exit_codes) if code != 0]
+        """Failed ranks, those that failed on their own first: when one rank exits 7 and its peers are
+        then killed (SIGTERM from srun --kill-on-bad-exit or from us), the 7 is the news."""
+        failed = [rank for rank, code in enumerate(self.exit_codes) if code != 0]
+        return sorted(failed, key=lambda rank: was_killed(self.exit_codes[rank]))
+
+
+def was_killed(code: Optional[int]) -> bool:
+    """A rank stopped by a signal (negative: subprocess convention; 128+N: a shell's or Slurm's)."""
+    return code is None or code < 0 or code in (128 + 9, 128 + 15)
 
 
 class Backend(Protocol):

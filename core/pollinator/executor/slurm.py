@@ -33,7 +33,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
-from pollinator.executor.backend import AbortSignal, LaunchSpec, LineSink, RunResult
+from pollinator.executor.backend import AbortSignal, LaunchSpec, LineSink, RunResult, was_killed
 from pollinator.executor.container_engine import ensure_sif, find_engine
 from pollinator.executor.launch import DEFAULT_MOUNT, OUTPUT_FILE_VAR, ExecuteArgs, JobSpecError
 from pollinator.executor.slurm_cli import JobInfo, SlurmCli, SlurmError
@@ -340,7 +340,8 @@ class SlurmBackend:
             result.reason = f"Slurm job {job_id} TIMEOUT after walltime {limit}"
             result.exit_codes = codes
             return
-        culprit = next(((rank, c) for rank, c in enumerate(codes) if c), None)
+        culprit = next(((rank, c) for rank, c in enumerate(codes) if c and not was_killed(c)), None) or \
+            next(((rank, c) for rank, c in enumerate(codes) if c), None)
         if culprit is not None and state == "FAILED":
             fallback: Optional[int] = -signal.SIGTERM  # the others were stopped by srun --kill-on-bad-exit
         else:
