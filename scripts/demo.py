@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_dags"
 console = Console(width=None if sys.stdout.isatty() else 120)
 EXPECTED_ROWS = {None: 5, "airflow": 3, "prefect": 2}  # remote steps: 3 in the DAG, 2 in the flow
-EXPECTED = {"preprocess": "train.json", "train": "model.json"}  # each step's result file that must be home
+# each step's result file that must be in its result label afterwards
+EXPECTED = {"airflow": {"preprocess": "train.csv", "train": "model.json"},
+            "prefect": {"preprocess": "train.json", "train": "model.json"}}
 
 
 def stream(argv: list[str], env: dict[str, str], label: str, cwd: Path) -> int:
@@ -90,7 +92,7 @@ def summary(colony: LocalColony, since: datetime, prefect_from: datetime,
             start, end = parse_go_time(p.starttime), parse_go_time(p.endtime)
             secs = f"{(end - start).total_seconds():.1f}" if start and end else "-"
             state = ProcessState(p.state).name
-            ok &= state == "SUCCESS" and EXPECTED.get(project, "") in files + [""]
+            ok &= state == "SUCCESS" and EXPECTED[engine].get(project, "") in files + [""]
             table.add_row(engine, project, executors.get(p.assignedexecutorid, "-"), p.processid[:12], state, secs,
                           ", ".join(sorted(files)[:4]) or "-")
     return table, ok and len(rows) >= expected_rows
