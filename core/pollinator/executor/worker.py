@@ -76,6 +76,7 @@ class LocalExecutor:
         self.poll_timeout = poll_timeout
         self.cancel_poll = cancel_poll
         self._cfs_factory = cfs_factory or default_cfs_factory(settings)
+        self._cfs: Optional[CfsLike] = None
         self._colony_prvkey = register_with_colony_prvkey
         self._deregister = deregister_on_stop if deregister_on_stop is not None else not executor_prvkey
         self._base_client = settings.client()
@@ -126,6 +127,8 @@ class LocalExecutor:
         self.fs_dir.mkdir(parents=True, exist_ok=True)
         log.info("executor %s (%s) serving colony %s; fs dir %s; up to %d job(s)", self.name, self.executor_type,
                  self.settings.colony_name, self.fs_dir, self.max_jobs)
+        # build the ColonyFS engine now rather than inside the first job
+        threading.Thread(target=self._shared_cfs, name=f"warm-{self.name}", daemon=True).start()
         poller = threading.Thread(target=self._poll_main, name=f"assign-{self.name}", daemon=True)
         poller.start()
         try:
@@ -197,7 +200,7 @@ class LocalExecutor:
         # a slow cleanup) must not stage, sync or delete each other's src/data/result dirs.
         job = ProcessJob(process, client=self.client, backend=self.backend, fs_dir=self.job_dir(process.processid),
                          executor_id=self.executor_id, abort=abort, cancel_poll=self.cancel_poll,
-                         assigned_at=time.monotonic(), cfs_factory=lambda: self._cfs_factory(self.client))
+                         assigned_at=time.monotonic(), cfs_factory=self._shared_cfs)
         thread = threading.Thread(target=self._job_main, args=(job,), name=f"job-{process.processid[:8]}",
                                   daemon=True)
         with self._lock:
@@ -206,6 +209,13 @@ class LocalExecutor:
                 abort.set(STOPPED)
         log.info("process %s assigned (%s)", process.processid, process.spec.funcname)
         thread.start()
+
+    def _shared_cfs(self) -> Optional[CfsLike]:
+        """One ColonyFS engine for all jobs: it is thread-safe, and making a boto3 client costs ~0.1 s."""
+        with self._lock:
+            if self._cfs is None:
+                self._cfs = self._cfs_factory(self.client)
+            return self._cfs
 
     def job_dir(self, process_id: str) -> Path:
         """Where /cfs is for one process: ``<fs_dir>/jobs/<process id>``, removed when the job ends."""
