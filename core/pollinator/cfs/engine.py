@@ -390,7 +390,7 @@ class CFS:
             if len(data) != pf.size or (checksum and digest != checksum):
                 raise changed()
             checksum = digest
-            self.store.put_small(key, data, checksum)
+            self.store.put_small(key, data)
         else:
             cancel = getattr(tracker, "cancel", None)
 

@@ -114,9 +114,9 @@ class S3Store:
             self.client.create_bucket(Bucket=self.bucket)
 
     # -- upload ------------------------------------------------------------------
-    def put_small(self, key: str, data: bytes, sha256_hex: Optional[str] = None) -> None:
+    def put_small(self, key: str, data: bytes) -> None:
         """One signed PUT (retried inside :class:`LeanS3`)."""
-        self.lean.put(key, data, sha256_hex)
+        self.lean.put(key, data)
 
     def upload_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None) -> None:
         self.client.upload_fileobj(fileobj, self.bucket, key, Config=self.transfer_config, Callback=on_bytes,

@@ -4,8 +4,8 @@ Why: for a 1 KiB object botocore spends ~2-3 ms of CPU per request (event
 hooks, user-agent building, parameter validation, endpoint rules), which is
 more than the transfer itself and more than the Colonies RPC that follows it;
 on a busy machine a 1,000-file first sync is CPU-bound on exactly that. Here a
-PUT is one HMAC chain and one urllib3 request, and the payload hash SigV4
-needs is the SHA-256 ColonyFS already computed. Large objects, bucket
+PUT is botocore's SigV4 signer applied to a bare request plus one urllib3
+request. Large objects, bucket
 operations and everything else stay on boto3.
 
 Path-style addressing only (what MinIO, moto, Ceph and the Go client's MinIO
@@ -16,22 +16,22 @@ raises :class:`S3RequestError`, whose text never contains a credential.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
+import random
 import time
-from datetime import datetime, timezone
 from typing import Optional
 from urllib.parse import quote
 from xml.etree import ElementTree
 
 import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from pollinator.config import S3Settings
 
 log = logging.getLogger(__name__)
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -67,42 +67,24 @@ class LeanS3:
         self._http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False,
                                          timeout=urllib3.Timeout(connect=10.0, read=timeout), retries=False,
                                          **kwargs)
-        self._keys: dict[str, bytes] = {}
+        self._signer = S3SigV4Auth(Credentials(self._access, self._secret), "s3", self.region)
 
     def __repr__(self) -> str:
         return f"LeanS3(endpoint={self.scheme}://{self.host!r}, bucket={self.bucket!r})"
 
-    def _signing_key(self, day: str) -> bytes:
-        key = self._keys.get(day)
-        if key is None:
-            k = hmac.new(("AWS4" + self._secret).encode(), day.encode(), hashlib.sha256).digest()
-            for part in (self.region, "s3", "aws4_request"):
-                k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-            self._keys = {day: k}
-            key = k
-        return key
+    def _headers(self, method: str, url: str, body: Optional[bytes]) -> dict[str, str]:
+        """botocore's own SigV4 signer on a bare request: its maths, without its per-call pipeline."""
+        request = AWSRequest(method=method, url=url, data=body or b"")
+        self._signer.add_auth(request)
+        return dict(request.headers.items())
 
-    def _headers(self, method: str, path: str, payload_sha256: str,
-                 now: Optional[datetime] = None) -> dict[str, str]:
-        now = now or datetime.now(timezone.utc)
-        amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-        canonical = "\n".join([method, path, "", f"host:{self.host}", f"x-amz-content-sha256:{payload_sha256}",
-                               f"x-amz-date:{amz_date}", "", "host;x-amz-content-sha256;x-amz-date",
-                               payload_sha256])
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
-        return {"Host": self.host, "x-amz-date": amz_date, "x-amz-content-sha256": payload_sha256,
-                "Authorization": f"AWS4-HMAC-SHA256 Credential={self._access}/{scope}, "
-                                 f"SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"}
-
-    def _request(self, method: str, key: str, body: Optional[bytes] = None, payload_sha256: str = EMPTY_SHA256,
+    def _request(self, method: str, key: str, body: Optional[bytes] = None,
                  expect_len: Optional[int] = None) -> bytes:
         path = "/" + quote(self.bucket, safe="-_.~") + "/" + quote(key, safe="/-_.~")
         url = f"{self.scheme}://{self.host}{path}"
         attempt = 0
         while True:
-            headers = self._headers(method, path, payload_sha256)
+            headers = self._headers(method, url, body)
             if body is not None:
                 headers["Content-Type"] = "application/octet-stream"
             try:
@@ -120,13 +102,13 @@ class LeanS3:
                 failure = exc
             if attempt + 1 >= self.attempts:
                 raise failure
-            delay = min(3.0, 0.1 * (2**attempt)) * (0.5 + hashlib.sha256(url.encode()).digest()[attempt] / 512)
+            delay = min(3.0, 0.1 * (2**attempt)) * (0.5 + random.random() / 2)
             log.debug("retrying %s %s in %.2fs after %s", method, key, delay, type(failure).__name__)
             time.sleep(delay)
             attempt += 1
 
-    def put(self, key: str, data: bytes, sha256_hex: Optional[str] = None) -> None:
-        self._request("PUT", key, data, sha256_hex or hashlib.sha256(data).hexdigest())
+    def put(self, key: str, data: bytes) -> None:
+        self._request("PUT", key, data)
 
     def get(self, key: str, size: Optional[int] = None) -> bytes:
         return self._request("GET", key, expect_len=size)
