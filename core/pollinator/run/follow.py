@@ -23,7 +23,7 @@ from pollinator.errors import ServerError, Unreachable
 
 MIN_INTERVAL = 0.05
 MAX_INTERVAL = 0.5
-STATE_CHECK_EVERY = 0.25
+STATE_CHECK_EVERY = 0.0  # on every quiet poll: a job usually ends right after its last line
 
 
 class LogCursor:
