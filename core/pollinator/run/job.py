@@ -263,6 +263,7 @@ class Job:
     def wait(self, timeout: Optional[float] = None, poll: float = 0.5) -> Process:
         """Block until the process is final (raises JobTimeout after ``timeout`` seconds)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        interval = min(0.05, poll)  # short jobs end fast; long ones settle at `poll`
         while True:
             self.process = self.client.get_process(self._require_id())
             if ProcessState(self.process.state).is_final:
@@ -270,7 +271,8 @@ class Job:
             if deadline is not None and time.monotonic() > deadline:
                 raise JobTimeout(f"process {self.process_id} not finished after {timeout:.0f} s",
                                  process_id=self.process_id or "", state=ProcessState(self.process.state).name)
-            time.sleep(poll)
+            time.sleep(interval)
+            interval = min(poll, interval * 1.5)
 
     def cancel(self) -> None:
         """Cancel the remote process (no-op when it is already final)."""
