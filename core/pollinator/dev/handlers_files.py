@@ -73,8 +73,7 @@ def get_file(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
 def get_files(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
     colony, label = get_str(msg, "colonyname"), get_str(msg, "label")
     require_membership(ctx.store, rid, colony)
-    return [{"name": f["name"], "checksum": f["checksum"], "size": f["size"],
-             "s3filename": f["ref"]["s3object"]["object"]} for f in ctx.store.latest_files_in_label(colony, label)]
+    return ctx.store.latest_file_summaries(colony, label)
 
 
 def labels_matching(ctx: Ctx, colony: str, name: str, exact: bool) -> Optional[list[dict[str, Any]]]:
