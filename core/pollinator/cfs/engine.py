@@ -114,8 +114,11 @@ class CFS:
         if root.exists() and not root.is_dir():
             raise SyncError(f"{root} is not a directory")
         rules = IgnoreRules.load(root)
-        remote = self._remote_tree(label, rules)  # {rel_dir: {name: RemoteFile}}; validated, nothing written
-        scanned = self._scan(root, rules) if root.exists() else {}
+        # ask the server while walking the disk: on a no-change re-sync these two are nearly all the time
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfs-remote") as pool:
+            pending = pool.submit(self._remote_tree, label, rules)
+            scanned = self._scan(root, rules) if root.exists() else {}
+            remote = pending.result()  # {rel_dir: {name: RemoteFile}}; validated, nothing written
         cache = self._cache(root)
         local: dict[str, dict[str, LocalFile]] = {}
         to_hash: list[tuple[str, str, str, os.stat_result]] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from typing import BinaryIO, Callable, Optional
 
 import boto3
@@ -72,11 +73,28 @@ def backoff(attempt: int, base: float = 0.1, cap: float = 3.0) -> float:
 class S3Store:
     """One bucket, reached through our settings; safe to share between threads."""
 
+    @property
+    def client(self):
+        """The boto3 client, made on first use: building one costs ~0.1 s, and a no-change sync needs none."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = boto3.session.Session().client(
+                        "s3",
+                        endpoint_url=self.settings.url,
+                        aws_access_key_id=self.settings.access_key.get_secret_value(),
+                        aws_secret_access_key=self.settings.secret_key.get_secret_value(),
+                        region_name=self.settings.region,
+                        verify=not self.settings.skip_verify,
+                        config=self._config,
+                    )
+        return self._client
+
     def __init__(self, settings: S3Settings, *, workers: int = 8, max_attempts: int = 6,
                  multipart_threshold: int = MULTIPART_THRESHOLD, multipart_chunksize: int = MULTIPART_CHUNKSIZE):
         self.settings = settings
         self.bucket = settings.bucket
-        config = botocore.config.Config(
+        self._config = botocore.config.Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             max_pool_connections=max(16, workers * 4),
             connect_timeout=10,
@@ -85,15 +103,8 @@ class S3Store:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        self.client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.url,
-            aws_access_key_id=settings.access_key.get_secret_value(),
-            aws_secret_access_key=settings.secret_key.get_secret_value(),
-            region_name=settings.region,
-            verify=not settings.skip_verify,
-            config=config,
-        )
+        self._client = None
+        self._client_lock = threading.Lock()
         self.lean = LeanS3(settings, pool_size=max(16, workers * 2), attempts=max_attempts)
         self.multipart_threshold = multipart_threshold
         self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
