@@ -23,3 +23,11 @@ def test_airflow_example_trains_on_slurm(tmp_path):
     assert "train: slope=" in out.stdout  # the Slurm job's output, streamed into the Airflow task log
     jobcomp = (tmp_path / "colony" / "slurm" / "jobcomp.txt").read_text()
     assert "JobState=COMPLETED" in jobcomp, jobcomp
+    # and `sacct` shows it (from the job completion log: the dev cluster runs no slurmdbd)
+    import os
+
+    sacct = subprocess.run(["sacct", "--completion", "--noheader", "--parsable2", "--format=JobID,JobName,State"],
+                           env={**os.environ, "SLURM_CONF": str(tmp_path / "colony" / "slurm" / "slurm.conf")},
+                           capture_output=True, text=True, timeout=60)
+    assert sacct.returncode == 0, sacct.stderr
+    assert "COMPLETED" in sacct.stdout, sacct.stdout
