@@ -25,11 +25,6 @@ import random
 import threading
 from typing import BinaryIO, Callable, Optional
 
-import boto3
-import botocore.config
-import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
-
 from pollinator.cfs.sigv4 import LeanS3, S3RequestError
 from pollinator.config import S3Settings
 
@@ -59,6 +54,8 @@ def describe_error(exc: BaseException) -> str:
     """A short, secret-free description of a boto/transport error."""
     if isinstance(exc, S3RequestError):
         return str(exc)
+    import botocore.exceptions  # already loaded if a boto error exists
+
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
@@ -71,14 +68,44 @@ def backoff(attempt: int, base: float = 0.1, cap: float = 3.0) -> float:
 
 
 class S3Store:
-    """One bucket, reached through our settings; safe to share between threads."""
+    """One bucket, reached through our settings; safe to share between threads.
+
+    boto3 and botocore are imported and their clients built on first use: that
+    costs ~0.2 s, and a no-change sync (or a CLI command that syncs nothing)
+    needs neither.
+    """
+
+    def __init__(self, settings: S3Settings, *, workers: int = 8, max_attempts: int = 6,
+                 multipart_threshold: int = MULTIPART_THRESHOLD, multipart_chunksize: int = MULTIPART_CHUNKSIZE):
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.workers = workers
+        self.max_attempts = max_attempts
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self._client = None
+        self._lean: Optional[LeanS3] = None
+        self._transfer_config = None
+        self._lock = threading.Lock()
 
     @property
     def client(self):
-        """The boto3 client, made on first use: building one costs ~0.1 s, and a no-change sync needs none."""
+        """The boto3 client (botocore's "standard" retries, path-style addressing)."""
         if self._client is None:
-            with self._client_lock:
+            with self._lock:
                 if self._client is None:
+                    import boto3
+                    import botocore.config
+
+                    config = botocore.config.Config(
+                        retries={"mode": "standard", "max_attempts": self.max_attempts},
+                        max_pool_connections=max(16, self.workers * 4),
+                        connect_timeout=10,
+                        read_timeout=120,
+                        s3={"addressing_style": "path"},
+                        request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required",
+                    )
                     self._client = boto3.session.Session().client(
                         "s3",
                         endpoint_url=self.settings.url,
@@ -86,36 +113,36 @@ class S3Store:
                         aws_secret_access_key=self.settings.secret_key.get_secret_value(),
                         region_name=self.settings.region,
                         verify=not self.settings.skip_verify,
-                        config=self._config,
+                        config=config,
                     )
         return self._client
 
-    def __init__(self, settings: S3Settings, *, workers: int = 8, max_attempts: int = 6,
-                 multipart_threshold: int = MULTIPART_THRESHOLD, multipart_chunksize: int = MULTIPART_CHUNKSIZE):
-        self.settings = settings
-        self.bucket = settings.bucket
-        self._config = botocore.config.Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
-            max_pool_connections=max(16, workers * 4),
-            connect_timeout=10,
-            read_timeout=120,
-            s3={"addressing_style": "path"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        self._client = None
-        self._client_lock = threading.Lock()
-        self.lean = LeanS3(settings, pool_size=max(16, workers * 2), attempts=max_attempts)
-        self.multipart_threshold = multipart_threshold
-        self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
-                                              multipart_chunksize=multipart_chunksize,
-                                              max_concurrency=max(2, workers), use_threads=True)
+    @property
+    def lean(self) -> LeanS3:
+        if self._lean is None:
+            with self._lock:
+                if self._lean is None:
+                    self._lean = LeanS3(self.settings, pool_size=max(16, self.workers * 2),
+                                        attempts=self.max_attempts)
+        return self._lean
+
+    @property
+    def transfer_config(self):
+        if self._transfer_config is None:
+            from boto3.s3.transfer import TransferConfig
+
+            self._transfer_config = TransferConfig(multipart_threshold=self.multipart_threshold,
+                                                   multipart_chunksize=self.multipart_chunksize,
+                                                   max_concurrency=max(2, self.workers), use_threads=True)
+        return self._transfer_config
 
     def __repr__(self) -> str:
         return f"S3Store(endpoint={self.settings.url!r}, bucket={self.bucket!r})"
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (the Go client does the same)."""
+        import botocore.exceptions
+
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
@@ -145,6 +172,8 @@ class S3Store:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def exists(self, key: str) -> bool:
+        import botocore.exceptions
+
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
             return True

@@ -24,9 +24,6 @@ from urllib.parse import quote
 from xml.etree import ElementTree
 
 import urllib3
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from pollinator.config import S3Settings
 
@@ -67,6 +64,9 @@ class LeanS3:
         self._http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False,
                                          timeout=urllib3.Timeout(connect=10.0, read=timeout), retries=False,
                                          **kwargs)
+        from botocore.auth import S3SigV4Auth  # imported when the first small object moves
+        from botocore.credentials import Credentials
+
         self._signer = S3SigV4Auth(Credentials(self._access, self._secret), "s3", self.region)
 
     def __repr__(self) -> str:
@@ -74,6 +74,8 @@ class LeanS3:
 
     def _headers(self, method: str, url: str, body: Optional[bytes]) -> dict[str, str]:
         """botocore's own SigV4 signer on a bare request: its maths, without its per-call pipeline."""
+        from botocore.awsrequest import AWSRequest
+
         request = AWSRequest(method=method, url=url, data=body or b"")
         self._signer.add_auth(request)
         return dict(request.headers.items())
