@@ -53,6 +53,29 @@ def warm_job(settings, n, tmp):
     return times
 
 
+def cli_run_follow(env, n, tmp):
+    """`pollinator run --follow` of an echo project, as a user types it (includes Python start-up)."""
+    import subprocess
+
+    proj = Path(tmp) / "cli-echo"
+    (proj / "cfs" / "src").mkdir(parents=True, exist_ok=True)
+    (proj / "cfs" / "data").mkdir(parents=True, exist_ok=True)
+    (proj / "project.yaml").write_text("projectname: cli-echo\nconditions:\n  executorNames: [dev-k8s]\n"
+                                       "  walltime: 60\nenvironment:\n  cmd: echo hello\n")
+    full = {**os.environ, **env}
+    startup, total = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pollinator.cli.main", "--version"], env=full, check=True,
+                       capture_output=True)
+        startup.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pollinator.cli.main", "run", "--follow"], cwd=proj, env=full,
+                       check=True, capture_output=True)
+        total.append(time.perf_counter() - t0)
+    return startup, total
+
+
 def log_latency(settings, lines):
     src = f"import time\nfor i in range({lines}):\n    print(repr(time.time()), flush=True)\n    time.sleep(0.05)\n"
     lat = []
@@ -84,6 +107,7 @@ def main():
             bare = bare_round_trip(settings, args.jobs)
             warm = warm_job(settings, args.jobs, data)
             lat = log_latency(settings, args.lines)
+            startup, cli = cli_run_follow(colony.env(), 5, data)
         finally:
             colony.stop()
     print(f"baseline  bare submit->SUCCESS (no CFS)   median {statistics.median(bare)*1000:7.1f} ms")
@@ -91,6 +115,8 @@ def main():
           f"   p95 {pct(warm, .95)*1000:7.1f} ms   target <= 400 ms   Go CLI: 1060 ms")
     print(f"pipeline  overhead over baseline          median "
           f"{(statistics.median(warm)-statistics.median(bare))*1000:7.1f} ms")
+    print(f"cli       `pollinator run --follow` echo      median {statistics.median(cli)*1000:7.1f} ms"
+          f"   of which Python start-up + imports {statistics.median(startup)*1000:.0f} ms   Go CLI: 1060 ms")
     print(f"logs      executor -> client latency      p50 {pct(lat, .5)*1000:7.1f} ms   p99 {pct(lat, .99)*1000:7.1f} ms"
           f"   target p50 <= 300 ms   ({len(lat)} lines)")
 
