@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Union
 
 from pollinator.colonies.models import Process, ProcessState
 from pollinator.errors import ColoniesError, NotFound, PollinatorError
@@ -65,7 +65,7 @@ class CancelWatcher:
     """Polls the process state and fires ``abort`` when the process is no longer ours to run."""
 
     def __init__(self, client: JobClient, process_id: str, executor_id: str, abort: AbortSignal,
-                 interval: float = 1.0, retries: int = 0):
+                 interval: Union[float, Callable[[], float]] = 1.0, retries: int = 0):
         self._client, self._pid, self._executor_id = client, process_id, executor_id
         self._retries = retries  # a requeue (maxexectime with maxretries) bumps it: then it is a new attempt
         self._abort, self._interval = abort, interval
@@ -103,7 +103,9 @@ class CancelWatcher:
             self._abort.set(LOST)
 
     def _run(self) -> None:
-        while not self._done.wait(self._interval) and not self._abort.is_set():
+        # the interval may be a function: the executor stretches it when it runs many jobs at once
+        while not self._done.wait(self._interval() if callable(self._interval) else self._interval) \
+                and not self._abort.is_set():
             self.check()
 
 
@@ -112,7 +114,7 @@ class ProcessJob:
 
     def __init__(self, process: Process, *, client: JobClient, backend: Backend, fs_dir: Path,
                  cfs: Optional[CfsLike] = None, executor_id: str = "", abort: Optional[AbortSignal] = None,
-                 cancel_poll: float = 1.0, assigned_at: Optional[float] = None,
+                 cancel_poll: Union[float, Callable[[], float]] = 1.0, assigned_at: Optional[float] = None,
                  cfs_factory: Optional[Callable[[], Optional[CfsLike]]] = None):
         self.process = process
         self.pid = process.processid

@@ -39,6 +39,7 @@ from pollinator.executor.registration import deregister_executor, register_execu
 log = logging.getLogger(__name__)
 
 CfsFactory = Callable[[ColoniesClient], Optional[CfsLike]]
+MAX_CANCEL_CHECKS_PER_S = 50
 
 
 def default_cfs_factory(settings: Settings) -> CfsFactory:
@@ -199,7 +200,7 @@ class LocalExecutor:
         # Each process gets its own /cfs: two runs of the same project (two DAG runs, a retry overlapping
         # a slow cleanup) must not stage, sync or delete each other's src/data/result dirs.
         job = ProcessJob(process, client=self.client, backend=self.backend, fs_dir=self.job_dir(process.processid),
-                         executor_id=self.executor_id, abort=abort, cancel_poll=self.cancel_poll,
+                         executor_id=self.executor_id, abort=abort, cancel_poll=self._cancel_interval,
                          assigned_at=time.monotonic(), cfs_factory=self._shared_cfs)
         thread = threading.Thread(target=self._job_main, args=(job,), name=f"job-{process.processid[:8]}",
                                   daemon=True)
@@ -216,6 +217,11 @@ class LocalExecutor:
             if self._cfs is None:
                 self._cfs = self._cfs_factory(self.client)
             return self._cfs
+
+    def _cancel_interval(self) -> float:
+        """Seconds between one job's cancel checks: at most ~MAX_CANCEL_CHECKS_PER_S for the whole executor,
+        so a thousand running jobs do not flood the server with state polls (a cancel then takes longer)."""
+        return max(self.cancel_poll, len(self._running) / MAX_CANCEL_CHECKS_PER_S)
 
     def job_dir(self, process_id: str) -> Path:
         """Where /cfs is for one process: ``<fs_dir>/jobs/<process id>``, removed when the job ends."""
