@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench bench-smoke clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+# every benchmark at a small size: proves they run and print their figures (CI runs this after the tests;
+# targets are judged at full size with `make bench`, never by a timed test)
+bench-smoke: $(BIN)/.installed
+	$(BIN)/python benchmarks/local_colony_latency.py --cycles 50 --concurrency 4
+	$(BIN)/python benchmarks/run_overhead.py --jobs 3 --lines 20
+	$(BIN)/python benchmarks/sync_throughput.py --small 100 --big-mb 10 --many 500 --huge-mb 20 --repeat 1
+	$(BIN)/python benchmarks/trigger_scale.py --n 10 --seconds 3
+	$(BIN)/python benchmarks/reliability_summary.py --jobs 10 --lines 5 -k "load or secrets"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
