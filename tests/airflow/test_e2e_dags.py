@@ -79,26 +79,6 @@ def _dags(results: Path) -> dict[str, str]:
     return dags
 
 
-@pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory, colony_env) -> dict[str, str]:
-    """Environment for Airflow subprocesses: own AIRFLOW_HOME, migrated SQLite DB, the colony connection."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(colony_env)  # includes AIRFLOW_CONN_COLONIES_DEFAULT
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-    })
-    airflow = Path(sys.executable).with_name("airflow")
-    done = subprocess.run([str(airflow), "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return env
-
-
 @pytest.fixture(scope="module")
 def runs(airflow_env, tmp_path_factory) -> dict[str, tuple[dict, str]]:
     """Run every DAG of this module once; dag_id -> (report, task log)."""
