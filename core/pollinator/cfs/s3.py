@@ -23,10 +23,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from typing import BinaryIO, Callable, Optional
+from typing import TYPE_CHECKING, BinaryIO, Callable, Optional
 
-from pollinator.cfs.sigv4 import LeanS3, S3RequestError
 from pollinator.config import S3Settings
+
+if TYPE_CHECKING:  # sigv4 pulls in urllib3: loaded with the first small transfer, not at import
+    from pollinator.cfs.sigv4 import LeanS3
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def record_endpoint(server: str, port: int) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free description of a boto/transport error."""
+    from pollinator.cfs.sigv4 import S3RequestError
+
     if isinstance(exc, S3RequestError):
         return str(exc)
     import botocore.exceptions  # already loaded if a boto error exists
@@ -84,7 +88,7 @@ class S3Store:
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
         self._client = None
-        self._lean: Optional[LeanS3] = None
+        self._lean: Optional["LeanS3"] = None
         self._transfer_config = None
         self._lock = threading.Lock()
 
@@ -118,10 +122,12 @@ class S3Store:
         return self._client
 
     @property
-    def lean(self) -> LeanS3:
+    def lean(self) -> "LeanS3":
         if self._lean is None:
             with self._lock:
                 if self._lean is None:
+                    from pollinator.cfs.sigv4 import LeanS3
+
                     self._lean = LeanS3(self.settings, pool_size=max(16, self.workers * 2),
                                         attempts=self.max_attempts)
         return self._lean
