@@ -170,14 +170,9 @@ class SlurmBackend:
 
     @staticmethod
     def _summary(req: BatchRequest) -> str:
-        parts = [f"nodes={req.nodes}", f"ntasks-per-node={req.tasks_per_node}"]
-        if req.cpus_per_task:
-            parts.append(f"cpus-per-task={req.cpus_per_task}")
-        if req.mem_mib:
-            parts.append(f"mem={req.mem_mib}M")
-        if req.gres:
-            parts.append(f"gres={req.gres}")
-        parts.append(f"time={req.time or 'partition default'}")
+        parts = [opt.lstrip("-") for opt in req.resource_directives()]
+        if not req.time:
+            parts.append("time=partition default")
         return ", ".join(parts)
 
     def _request(self, launch: LaunchSpec, job_dir: Path, job_name: str, sink: LineSink,

@@ -137,14 +137,9 @@ class BatchRequest:
     def ranks(self) -> int:
         return self.nodes * self.tasks_per_node
 
-    def directives(self) -> list[str]:
-        """The ``#SBATCH`` options, in the order a person would read them."""
-        opts = [f"--job-name={_JOB_NAME.sub('_', self.job_name) or 'pollinator'}"]  # a directive ends at whitespace
-        if self.partition:
-            opts.append(f"--partition={self.partition}")
-        if self.account:
-            opts.append(f"--account={self.account}")
-        opts += [f"--nodes={self.nodes}", f"--ntasks-per-node={self.tasks_per_node}"]
+    def resource_directives(self) -> list[str]:
+        """What the job asks for (also what the process log reports at submission)."""
+        opts = [f"--nodes={self.nodes}", f"--ntasks-per-node={self.tasks_per_node}"]
         if self.cpus_per_task:
             opts.append(f"--cpus-per-task={self.cpus_per_task}")
         if self.mem_mib:
@@ -153,6 +148,16 @@ class BatchRequest:
             opts.append(f"--gres={self.gres}")
         if self.time:
             opts.append(f"--time={self.time}")
+        return opts
+
+    def directives(self) -> list[str]:
+        """The ``#SBATCH`` options, in the order a person would read them."""
+        opts = [f"--job-name={_JOB_NAME.sub('_', self.job_name) or 'pollinator'}"]  # a directive ends at whitespace
+        if self.partition:
+            opts.append(f"--partition={self.partition}")
+        if self.account:
+            opts.append(f"--account={self.account}")
+        opts += self.resource_directives()
         opts += [f"--output={self.stdout_path}", f"--error={self.stderr_path}", f"--chdir={self.workdir}",
                  "--no-requeue"]  # ColonyOS retries a failed process itself (maxretries); a requeue would run it twice
         opts += list(self.extra_directives)
