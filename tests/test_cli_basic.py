@@ -358,12 +358,35 @@ def test_unit_cancel(fake):
 
 # -- registration --------------------------------------------------------------------------------------------
 
-def test_optional_module_missing_is_none_but_broken_module_raises(tmp_path: Path, monkeypatch):
-    assert main._optional("pollinator.cli.no_such_module") is None
-    (tmp_path / "broken_cli_mod.py").write_text("import no_such_dependency_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError):
-        main._optional("broken_cli_mod")
+def test_every_lazy_command_resolves_and_shows_in_help():
+    from typer.main import get_command
+
+    group = get_command(app)
+    for name in main.LAZY_COMMANDS:
+        command = group.get_command(None, name)
+        assert command is not None and command.name == name
+    listed = invoke("--help").stdout
+    for name in main.LAZY_COMMANDS:
+        assert name in listed
+
+
+def test_starting_the_cli_imports_no_command_module_and_no_client():
+    """Start-up is most of a short `run --follow`: importing the CLI must not pull in the heavy parts."""
+    code = ("import sys, pollinator.cli.main\n"
+            "heavy = ['httpx', 'httpcore', 'asyncio', 'rich', 'pathspec', 'boto3', 'pollinator.cli.run',\n"
+            "         'pollinator.cli.dev', 'pollinator.cli.fs', 'pollinator.cli.inspect', 'pollinator.cfs',\n"
+            "         'pollinator.colonies.client', 'pollinator.dev.colony']\n"
+            "print(','.join(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+
+
+def test_version_runs_without_importing_the_run_stack():
+    code = ("import sys\nfrom pollinator.cli.main import main\nsys.argv = ['pollinator', '--version']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('LOADED' if 'pollinator.run' in sys.modules or 'httpx' in sys.modules else 'LIGHT')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("LIGHT") and f"pollinator {pollinator.__version__}" in out
 
 
 def test_registered_commands():

@@ -40,9 +40,9 @@ def _cli_commands() -> set[str]:
     from pollinator.cli.main import app
 
     group = get_command(app)
-    names = set(group.commands)
-    for name, cmd in group.commands.items():
-        for sub in getattr(cmd, "commands", {}) or {}:
+    names = set(group.list_commands(None))  # lazy commands are listed by name and built on demand
+    for name in list(names):
+        for sub in getattr(group.get_command(None, name), "commands", {}) or {}:
             names.add(f"{name} {sub}")
     return names
 

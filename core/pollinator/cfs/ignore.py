@@ -12,8 +12,6 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import pathspec
-
 from pollinator.cfs.paths import CFS_FILE, TMP_PREFIX
 
 log = logging.getLogger(__name__)
@@ -25,7 +23,11 @@ class IgnoreRules:
     """Decides whether a POSIX path relative to the synced root is ignored."""
 
     def __init__(self, lines: Optional[list[str]] = None):
-        self._spec = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        self._spec = None
+        if lines:
+            import pathspec  # only a project with a .pollinatorignore pays for it
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
     @classmethod
     def load(cls, root: Path) -> "IgnoreRules":

@@ -1,14 +1,20 @@
 """What every command module shares: settings, a client, and the exit-code policy.
 
 Command modules call ``common.open_client()`` (attribute access, not
-``from ... import``) so unit tests can stub the client in one place.
+``from ... import``) so unit tests can stub the client in one place. The
+client (httpx, the wire models) is imported on first use, not here: commands
+that never talk to a server start faster.
 """
 
 from __future__ import annotations
 
-from pollinator.colonies.client import ColoniesClient
+from typing import TYPE_CHECKING
+
 from pollinator.config import Settings
 from pollinator.errors import ConfigError, PollinatorError, ProjectError
+
+if TYPE_CHECKING:
+    from pollinator.colonies.client import ColoniesClient
 
 EXIT_REMOTE = 1  # the server said no, or could not be reached; the job failed
 EXIT_USAGE = 2  # bad flags, settings or project: fix locally and retry (click uses 2 for usage too)

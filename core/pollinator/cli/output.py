@@ -5,6 +5,10 @@ untrusted: an escape sequence in it could rewrite the terminal, retitle the
 window or hide text, and ``[...]`` in it would be read as rich markup. So
 server text goes through :func:`safe_text` and is printed as plain
 :class:`rich.text.Text`, never as markup.
+
+rich is imported on first use (tables, coloured errors), not at import: status
+lines and log lines are plain writes, and a short `pollinator run --follow`
+should not pay rich's start-up.
 """
 
 from __future__ import annotations
@@ -14,13 +18,12 @@ import os
 import re
 import sys
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from pollinator.colonies.models import parse_go_time
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 # C0 controls (but \t, \n handled separately), DEL, C1 controls (a lone 0x9b is a CSI on some terminals),
 # and the bidi overrides/isolates that can make text display differently from what it is.
@@ -51,6 +54,8 @@ def safe_text(value: Any, *, multiline: bool = False) -> str:
 
 def plain(value: Any, *, multiline: bool = False, style: str = "") -> Text:
     """Server text as a rich ``Text`` (safe, and never parsed as markup)."""
+    from rich.text import Text
+
     return Text(safe_text(value, multiline=multiline), style=style)
 
 
@@ -60,6 +65,8 @@ def stdout() -> Console:
     Piped output gets a wide fixed width (``$COLUMNS`` or 200) instead of rich's 80, so ids stay on
     one line for ``grep``/``awk`` and copy-paste.
     """
+    from rich.console import Console
+
     width: Optional[int] = None
     if not sys.stdout.isatty():
         try:
@@ -70,19 +77,25 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
 def print_error(message: Any, *, prefix: str = "error") -> None:
     """``error: <message>`` on stderr, in red when stderr is a terminal."""
+    from rich.text import Text
+
     line = Text(f"{prefix}: ", style="bold red")
     line.append(safe_text(message, multiline=True))
     stderr().print(line)
 
 
 def print_info(message: Any) -> None:
-    """A status line on stderr, keeping stdout clean for data."""
-    stderr().print(plain(message, multiline=True))
+    """A status line on stderr, keeping stdout clean for data (plain text: it carries no style)."""
+    text = safe_text(message, multiline=True)
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+    sys.stderr.flush()
 
 
 def echo_raw(text: str) -> None:
@@ -108,6 +121,9 @@ def print_json(data: Any) -> None:
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: Optional[str] = None,
           no_wrap: Sequence[str] = ()) -> Table:
     """A table whose cells are all safe plain text; ``no_wrap`` columns (ids) are never folded."""
+    from rich.table import Table
+    from rich.text import Text
+
     out = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for col in columns:
         out.add_column(col, overflow="fold", no_wrap=col in no_wrap)
@@ -118,6 +134,8 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: Optio
 
 def fmt_time(go_time: str) -> str:
     """A Go timestamp as ``YYYY-MM-DD HH:MM:SS`` UTC, or ``-`` for Go's zero time."""
+    from pollinator.colonies.models import parse_go_time
+
     try:
         dt = parse_go_time(go_time)
     except ValueError:

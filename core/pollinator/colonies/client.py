@@ -9,7 +9,6 @@ that case instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -126,6 +125,8 @@ class AsyncColoniesClient(_Base):
         return self._http
 
     async def _do(self, call: Call) -> Any:
+        import asyncio  # here, not at the top: the sync CLI should not pay asyncio's import
+
         envelope, timeout = self._request(call)
         attempt = 0
         while True:

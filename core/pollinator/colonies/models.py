@@ -46,7 +46,7 @@ def go_time(dt: Optional[datetime] = None) -> str:
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict with the server's field names."""
