@@ -66,11 +66,15 @@ shared_clients = _SharedClients()
 
 
 def _follow(client: Any, process_id: str, since: int, poll_interval: float) -> Any:
-    """``afollow_logs`` paced for a triggerer: many followers in one loop, quiet ones poll every poll_interval."""
+    """``afollow_logs`` paced for a triggerer: many followers in one loop, quiet ones poll every poll_interval.
+
+    No early fast polling (``age_fraction=0``): a thousand triggers resumed at once must not burst the
+    server, and a task's end seen a second later costs nothing.
+    """
     from pollinator.run import afollow_logs
 
     return afollow_logs(client, process_id, since=since, max_interval=poll_interval,
-                        state_check_every=max(1.0, poll_interval))
+                        state_check_every=max(1.0, poll_interval), age_fraction=0)
 
 
 class PollinatorTrigger(BaseTrigger):
