@@ -150,3 +150,25 @@ def test_shipper_goes_quiet_when_refused():
         shipper.put(str(i))
     shipper.close()
     assert shipper.refused.is_set() and client.logs == []
+
+
+class RecordingAbort(AbortSignal):
+    """An abort signal that remembers how long the supervisor waited each time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout=None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_supervision_checks_a_young_job_often_and_an_old_one_at_the_tick(tmp_path):
+    abort = RecordingAbort()
+    backend = LocalBackend(tick=0.05)
+    result = backend.run(launch("sleep 0.6", tmp_path), collect()[1], abort)
+    assert result.exit_codes == [0]
+    assert abort.waits[0] <= 0.002  # a 5 ms job is seen ending within a couple of ms, not a whole tick
+    assert max(abort.waits) == 0.05  # a job older than 0.5 s is checked at the tick, no more often
+    assert len(abort.waits) < 100  # and the young phase does not spin (a busy loop would be thousands)
