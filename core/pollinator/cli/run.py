@@ -113,7 +113,7 @@ def run_command(
     _remember(project_dir, token)
     with job:
         try:
-            process_id = job.submit()
+            process_id = job.submit(reattach=resumed)
         except (ProjectError, SyncError):
             if not resumed:  # refused before anything was submitted: leave the project as it was
                 _forget(project_dir)

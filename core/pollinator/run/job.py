@@ -6,7 +6,6 @@ The CLI, the Airflow operator/trigger and the Prefect task all drive a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -205,18 +204,20 @@ class Job:
         return spec
 
     # -- submit --------------------------------------------------------------------------
-    def submit(self) -> str:
+    def submit(self, reattach: bool = True) -> str:
         """Upload src/data, snapshot src, submit; returns the process id.
 
         With a token, a process submitted earlier with the same token that is
         waiting, running or succeeded is re-attached instead (the caller
         crashed after submitting); a failed or cancelled one is submitted anew.
+        ``reattach=False`` skips that lookup (five calls) when the caller has
+        just minted the token, so nothing can carry it yet.
         """
         if self.process_id:
             return self.process_id
         o = self._opts
         self.spec()  # validate everything before the first byte moves
-        if self.token:
+        if self.token and reattach:
             existing = find_by_token(self.client, self.token)
             if existing is not None and existing.state in REATTACHABLE:
                 log.info("re-attaching to process %s submitted earlier with the same token", existing.processid)
@@ -350,6 +351,8 @@ class Job:
     async def arun(self, on_log: Optional[LogHandler] = None, timeout: Optional[float] = None,
                    on_submit: Optional[Callable[[str], Any]] = None) -> JobResult:
         """:meth:`run` for asyncio callers; uploads and downloads run in a worker thread."""
+        import asyncio  # here, not at the top: the sync CLI should not pay asyncio's import
+
         await asyncio.to_thread(self.submit)
         if on_submit:
             on_submit(self._require_id())
