@@ -54,7 +54,11 @@ def warm_job(settings, n, tmp):
 
 
 def cli_run_follow(env, n, tmp):
-    """`pollinator run --follow` of an echo project, as a user types it (includes Python start-up)."""
+    """`pollinator run --follow` of an echo project, as a user types it (includes Python start-up).
+
+    Bytecode is allowed to be cached (an installed package has it; a PYTHONDONTWRITEBYTECODE in the
+    caller's environment would make every run recompile our modules) and one warm-up run writes it.
+    """
     import subprocess
 
     proj = Path(tmp) / "cli-echo"
@@ -63,15 +67,16 @@ def cli_run_follow(env, n, tmp):
     (proj / "project.yaml").write_text("projectname: cli-echo\nconditions:\n  executorNames: [dev-k8s]\n"
                                        "  walltime: 60\nenvironment:\n  cmd: echo hello\n")
     full = {**os.environ, **env}
+    full.pop("PYTHONDONTWRITEBYTECODE", None)
+    cli = [sys.executable, "-m", "pollinator.cli.main"]
+    subprocess.run(cli + ["run", "--follow"], cwd=proj, env=full, check=True, capture_output=True)  # warm-up
     startup, total = [], []
     for _ in range(n):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pollinator.cli.main", "--version"], env=full, check=True,
-                       capture_output=True)
+        subprocess.run(cli + ["--version"], env=full, check=True, capture_output=True)
         startup.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pollinator.cli.main", "run", "--follow"], cwd=proj, env=full,
-                       check=True, capture_output=True)
+        subprocess.run(cli + ["run", "--follow"], cwd=proj, env=full, check=True, capture_output=True)
         total.append(time.perf_counter() - t0)
     return startup, total
 
@@ -95,6 +100,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--lines", type=int, default=100)
+    ap.add_argument("--cli-runs", type=int, default=9, help="`pollinator run --follow` invocations timed")
     args = ap.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as data:
@@ -107,7 +113,7 @@ def main():
             bare = bare_round_trip(settings, args.jobs)
             warm = warm_job(settings, args.jobs, data)
             lat = log_latency(settings, args.lines)
-            startup, cli = cli_run_follow(colony.env(), 5, data)
+            startup, cli = cli_run_follow(colony.env(), args.cli_runs, data)
         finally:
             colony.stop()
     print(f"baseline  bare submit->SUCCESS (no CFS)   median {statistics.median(bare)*1000:7.1f} ms")
@@ -115,8 +121,9 @@ def main():
           f"   p95 {pct(warm, .95)*1000:7.1f} ms   target <= 400 ms   Go CLI: 1060 ms")
     print(f"pipeline  overhead over baseline          median "
           f"{(statistics.median(warm)-statistics.median(bare))*1000:7.1f} ms")
-    print(f"cli       `pollinator run --follow` echo      median {statistics.median(cli)*1000:7.1f} ms"
-          f"   of which Python start-up + imports {statistics.median(startup)*1000:.0f} ms   Go CLI: 1060 ms")
+    print(f"cli       `pollinator run --follow` echo  median {statistics.median(cli)*1000:7.1f} ms"
+          f"   target <= 400 ms   Go CLI: 1060 ms   (`pollinator --version` alone: "
+          f"{statistics.median(startup)*1000:.0f} ms)")
     print(f"logs      executor -> client latency      p50 {pct(lat, .5)*1000:7.1f} ms   p99 {pct(lat, .99)*1000:7.1f} ms"
           f"   target p50 <= 300 ms   ({len(lat)} lines)")
 
