@@ -142,3 +142,47 @@ def test_async_client_shares_the_messages(server):
 def test_client_repr_has_no_key():
     c = _client(1)
     assert KEY not in repr(c) and KEY not in str(vars(c).get("url"))
+
+
+def test_async_client_bounds_requests_in_flight_and_connections():
+    """A thousand followers on one client: at most max_in_flight on the wire, on that many connections."""
+    import asyncio
+
+    state = {"now": 0, "peak": 0, "ports": set()}
+    lock = threading.Lock()
+
+    class Slow(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, so connections are reused
+
+        def do_POST(self):  # noqa: N802
+            envelope = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+                state["ports"].add(self.client_address[1])
+            time.sleep(0.02)
+            with lock:
+                state["now"] -= 1
+            status, body = _reply(envelope["payloadtype"], {"colonyid": "x", "name": "dev"})
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    async def main():
+        async with AsyncColoniesClient("127.0.0.1", httpd.server_address[1], KEY, "dev", max_in_flight=4) as c:
+            return await asyncio.gather(*(c.get_colony() for _ in range(60)))
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        httpd.shutdown()
+    assert len(answers) == 60 and all(a.name == "dev" for a in answers)
+    assert 2 <= state["peak"] <= 4  # concurrent, but bounded
+    assert len(state["ports"]) <= 4  # connections kept alive and reused, not one per request

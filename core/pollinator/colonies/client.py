@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 5
+MAX_IN_FLIGHT = 16  # concurrent requests per async client (see AsyncColoniesClient)
+LANE_WIDTH = 2
 
 
 def _base_url(host: str, port: int, tls: bool) -> str:
@@ -112,17 +114,37 @@ class ColoniesClient(_Base):
 
 
 class AsyncColoniesClient(_Base):
-    """Asyncio client for the Airflow trigger and Prefect async tasks."""
+    """Asyncio client for the Airflow trigger and Prefect async tasks.
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    One client may carry a thousand followers (a triggerer shares one per colony identity), so the
+    per-request cost matters. httpcore's pool checks every pooled connection on every request start
+    and end, so one large pool makes each request pay for all connections, and a thousand requests
+    queued in it cost a scan of the queue each. Requests therefore go through ``lanes``: small
+    httpx clients of ``LANE_WIDTH`` kept-alive connections each, taken in turn, at most
+    ``LANE_WIDTH`` requests on the wire per lane; the rest wait on the lane's semaphore.
+    """
+
+    def __init__(self, *args: Any, max_in_flight: int = MAX_IN_FLIGHT, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._http: Optional[httpx.AsyncClient] = None
+        self.max_in_flight = max(1, max_in_flight)
+        self._lanes: list[tuple[Any, httpx.AsyncClient]] = []  # (asyncio.Semaphore, client), made on first use
+        self._turn = 0
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(verify=self.verify, limits=httpx.Limits(max_connections=256,
-                                                                                  max_keepalive_connections=64))
-        return self._http
+    def _lane(self) -> tuple[Any, httpx.AsyncClient]:
+        import asyncio
+
+        if not self._lanes:
+            width = min(LANE_WIDTH, self.max_in_flight)
+            limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
+            self._lanes = [(asyncio.Semaphore(width), httpx.AsyncClient(verify=self.verify, limits=limits))
+                           for _ in range(max(1, self.max_in_flight // width))]
+        self._turn = (self._turn + 1) % len(self._lanes)
+        return self._lanes[self._turn]
+
+    async def _post(self, envelope: dict[str, str], timeout: httpx.Timeout) -> httpx.Response:
+        gate, http = self._lane()
+        async with gate:
+            return await http.post(self.url, json=envelope, timeout=timeout)
 
     async def _do(self, call: Call) -> Any:
         import asyncio  # here, not at the top: the sync CLI should not pay asyncio's import
@@ -131,7 +153,7 @@ class AsyncColoniesClient(_Base):
         attempt = 0
         while True:
             try:
-                resp = await self._client().post(self.url, json=envelope, timeout=timeout)
+                resp = await self._post(envelope, timeout)
                 return call.parse(decode_reply(resp.status_code, resp.content, call.msgtype))
             except (httpx.TransportError, ServerError) as exc:
                 if attempt >= self.retries or not _should_retry(call, exc):
@@ -142,9 +164,9 @@ class AsyncColoniesClient(_Base):
                 attempt += 1
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        lanes, self._lanes = self._lanes, []
+        for _, http in lanes:
+            await http.aclose()
 
     async def __aenter__(self) -> "AsyncColoniesClient":
         return self
