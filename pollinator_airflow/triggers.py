@@ -68,13 +68,14 @@ shared_clients = _SharedClients()
 def _follow(client: Any, process_id: str, since: int, poll_interval: float) -> Any:
     """``afollow_logs`` paced for a triggerer: many followers in one loop, quiet ones poll every poll_interval.
 
-    No early fast polling (``age_fraction=0``): a thousand triggers resumed at once must not burst the
-    server, and a task's end seen a second later costs nothing.
+    Lines land in a task log, not a terminal: after a line the next poll comes within a second (not
+    50 ms), and there is no early fast polling (``age_fraction=0``), so a thousand triggers resumed at
+    once do not burst the server and cost the loop ~2 requests per process per poll_interval.
     """
     from pollinator.run import afollow_logs
 
-    return afollow_logs(client, process_id, since=since, max_interval=poll_interval,
-                        state_check_every=max(1.0, poll_interval), age_fraction=0)
+    return afollow_logs(client, process_id, since=since, min_interval=min(1.0, poll_interval),
+                        max_interval=poll_interval, state_check_every=max(1.0, poll_interval), age_fraction=0)
 
 
 class PollinatorTrigger(BaseTrigger):
