@@ -1,7 +1,7 @@
 """The ``pollinator`` command line (typer + rich).
 
 * :mod:`pollinator.cli.main` -- the root ``app``, the error/exit-code policy and
-  the registration of every command (one line per command, at its bottom);
+  the registry of every command (``LAZY_COMMANDS``: imported only when invoked);
 * :mod:`pollinator.cli.output` -- safe printing of server-provided text;
 * :mod:`pollinator.cli.common` -- settings, client, exit codes;
 * :mod:`pollinator.cli.inspect` -- executors, ps, get, logs, cancel.

@@ -1,7 +1,7 @@
 """``pollinator fs ls``, ``pollinator sync`` and ``pollinator pull``: ColonyFS from the command line.
 
-``sync`` and ``pull`` are plain functions registered by ``pollinator.cli.main``
-(``app.command("sync")(fs.sync_command)``); ``fs_app`` carries the rest.
+``sync`` and ``pull`` are plain functions registered by name in
+``pollinator.cli.main.LAZY_COMMANDS``; ``fs_app`` carries the rest.
 Each command turns every Pollinator error into one ``error: ...`` line and an
 exit code (2: settings/usage, 1: anything remote) by itself, so the commands
 behave the same whether or not the root app's error policy wraps them.
