@@ -7,7 +7,7 @@ import os
 import pytest
 
 from cfs_fakes import s3_settings, tree, write
-from faultproxy import FaultProxy
+from fault_proxy import FaultProxy
 from pollinator.cfs import CFS
 from pollinator.cfs.s3 import MiB
 from pollinator.errors import SyncError

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import colonyserver
 from cfs_fakes import s3_settings, sha, tree, write
-from faultproxy import FaultProxy, rpc_is
+from fault_proxy import FaultProxy, rpc_is
 from pollinator.cfs import CFS
 from pollinator.colonies.models import File, Reference, S3Object
 from pollinator.errors import SyncError, UnsafePathError

@@ -23,12 +23,12 @@ from pollinator.errors import PollinatorError, SyncError, Unreachable
 from pollinator.run import Job
 from pollinator.run.follow import follow_logs
 from pollinator.run.token import token_label
-from rel_proxy import FlakyProxy
+from fault_proxy import FaultProxy
 
 MiB = 1024 * 1024
 
 
-def _through(settings, colonies: FlakyProxy | None, s3: FlakyProxy | None):
+def _through(settings, colonies: FaultProxy | None, s3: FaultProxy | None):
     update = {}
     if colonies is not None:
         update["port"] = colonies.port
@@ -74,8 +74,8 @@ def test_sync_and_pull_through_flaky_s3_and_server_verify_or_fail_cleanly(settin
     (dst / "f1.bin").write_bytes(b"an older local version")  # must end old or new, never half
     old_local = (dst / "f1.bin").read_bytes()
     label = f"/reliability/flaky{seed}-{os.urandom(3).hex()}"
-    with FlakyProxy(settings.s3.endpoint, rate=0.25, seed=seed, flavor="s3") as s3p, \
-            FlakyProxy(f"{settings.host}:{settings.port}", rate=0.12, seed=seed + 100, flavor="colonies") as cp:
+    with FaultProxy(settings.s3.endpoint, rate=0.25, seed=seed, flavor="s3") as s3p, \
+            FaultProxy(f"{settings.host}:{settings.port}", rate=0.12, seed=seed + 100, flavor="colonies") as cp:
         flaky = _through(settings, cp, s3p)
         with flaky.client(retries=6) as client:
             cfs = CFS(client, flaky.s3, workers=4)
@@ -121,8 +121,8 @@ def test_job_follow_through_flaky_server_gets_every_line_once(settings, tmp_path
     token = "rel-flaky-" + os.urandom(4).hex()
     n = 40
     lines: list[str] = []
-    with FlakyProxy(f"{settings.host}:{settings.port}", rate=0.2, seed=7, flavor="colonies") as cp, \
-            FlakyProxy(settings.s3.endpoint, rate=0.2, seed=8, flavor="s3") as s3p:
+    with FaultProxy(f"{settings.host}:{settings.port}", rate=0.2, seed=7, flavor="colonies") as cp, \
+            FaultProxy(settings.s3.endpoint, rate=0.2, seed=8, flavor="s3") as s3p:
         flaky = _through(settings, cp, s3p)
         job = Job.inline(flaky, name="rel-flaky", executor_names=["dev-k8s"], walltime=120, token=token,
                          result_dir=tmp_path / "res",
@@ -156,7 +156,7 @@ def test_dead_s3_fails_with_sync_error_in_bounded_time(settings, tmp_path):
     src.mkdir()
     (src / "a.txt").write_text("a")
     (src / "b.bin").write_bytes(os.urandom(2 * MiB))
-    with FlakyProxy(settings.s3.endpoint, rate=1.0, kinds=("5xx", "reset"), flavor="s3") as s3p:
+    with FaultProxy(settings.s3.endpoint, rate=1.0, kinds=("5xx", "reset"), flavor="s3") as s3p:
         flaky = _through(settings, None, s3p)
         with flaky.client() as client:
             cfs = CFS(client, flaky.s3, workers=2)
@@ -182,7 +182,7 @@ def test_truncated_downloads_leave_old_file_and_no_temp(settings, tmp_path):
     label = f"/reliability/trunc-{os.urandom(3).hex()}"
     with settings.client() as client:
         CFS(client, settings.s3).sync(src, label, keep_local=True)
-    with FlakyProxy(settings.s3.endpoint, rate=1.0, kinds=("truncate",), flavor="s3",
+    with FaultProxy(settings.s3.endpoint, rate=1.0, kinds=("truncate",), flavor="s3",
                     only=lambda m, p, b: m == "GET") as s3p:
         flaky = _through(settings, None, s3p)
         with flaky.client() as client:
@@ -201,7 +201,7 @@ def test_dead_server_ends_follow_with_unreachable_in_bounded_time(settings, clie
                     walltime=60) as job:
         pid = job.submit()
         before = process_total(client)
-        with FlakyProxy(f"{settings.host}:{settings.port}", rate=1.0, kinds=("5xx", "reset"),
+        with FaultProxy(f"{settings.host}:{settings.port}", rate=1.0, kinds=("5xx", "reset"),
                         flavor="colonies") as cp:
             flaky = _through(settings, cp, None)
             with flaky.client(retries=1) as fclient:

@@ -1,15 +1,22 @@
-"""A fault-injecting HTTP proxy over real sockets, for S3 and the Colonies server.
+"""A fault-injecting HTTP reverse proxy over real sockets, for S3 and the Colonies server.
 
-Every request through it draws from a seeded RNG: with probability ``rate``
-it gets one fault, chosen from ``kinds``:
+Put it in front of moto S3 or the Colonies server; everything is forwarded unchanged unless a fault
+is chosen for the request, in one of two ways:
 
-* ``5xx``      - an error reply in the upstream's own dialect (S3 XML, Colonies envelope); nothing forwarded
-* ``reset``    - the client connection is reset (RST), before or after the request reached upstream
+* rules, deterministic: ``proxy.fail(predicate, kind, times)`` ("the next 2 PUTs answer 500");
+* chance, seeded: ``FaultProxy(upstream, rate=0.2, kinds=..., seed=...)`` gives each request (that
+  ``only`` accepts) one fault drawn from ``kinds`` with probability ``rate``.
+
+Fault kinds:
+
+* ``5xx``      - an error reply in the upstream's dialect (``flavor``: S3 XML or Colonies envelope), 503/502;
+  ``s3_500`` / ``colonies_500`` are the same with status 500 in the named dialect; nothing is forwarded
+* ``drop``     - the connection is shut down before anything is forwarded
+* ``reset``    - the connection is reset (RST), at random before or after upstream acted on the request
 * ``slow``     - the upstream reply is held back ``slow_s`` seconds, then delivered intact
-* ``truncate`` - the upstream reply's headers promise the whole body; half of it arrives, then the connection closes
+* ``truncate`` - the headers promise the whole body; half of it arrives, then the connection closes
 
-Nothing is mocked: clients see the same socket behaviour a broken load
-balancer or a dying server gives them.
+No library is mocked: clients see what a broken load balancer or a dying server gives them.
 """
 
 from __future__ import annotations
@@ -23,24 +30,51 @@ import struct
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional, Sequence
 
 KINDS = ("5xx", "reset", "slow", "truncate")
-Predicate = Callable[[str, str, bytes], bool]
+Predicate = Callable[[str, str, bytes], bool]  # method, path, body
+_HOP_BY_HOP = ("transfer-encoding", "connection", "content-length", "date", "server")
 
 
-class FlakyProxy:
-    def __init__(self, upstream: str, *, rate: float = 0.2, kinds: Sequence[str] = KINDS, flavor: str = "s3",
+@dataclass
+class Rule:
+    predicate: Predicate
+    kind: str
+    times: Optional[int]  # None = forever
+    hits: int = 0
+
+
+def rpc_is(msgtype: str) -> Predicate:
+    """Match a Colonies RPC by its payloadtype."""
+    needle = f'"payloadtype": "{msgtype}"'.encode()
+    compact = f'"payloadtype":"{msgtype}"'.encode()
+    return lambda method, path, body: method == "POST" and (needle in body or compact in body)
+
+
+def error_reply(flavor: str, status: int) -> tuple[bytes, str]:
+    if flavor == "colonies":
+        payload = base64.b64encode(json.dumps({"status": status, "message": "injected fault"}).encode()).decode()
+        # the Go server's content type for its JSON replies
+        return json.dumps({"payloadtype": "error", "payload": payload, "error": True}).encode(), \
+            "text/plain; charset=utf-8"
+    return (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>" + (b"InternalError" if status == 500 else
+            b"ServiceUnavailable") + b"</Code><Message>injected fault</Message></Error>"), "application/xml"
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, *, rate: float = 0.0, kinds: Sequence[str] = KINDS, flavor: str = "s3",
                  seed: int = 1, slow_s: float = 0.3, only: Optional[Predicate] = None):
         host, port = upstream.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.rate, self.kinds, self.flavor, self.slow_s, self.only = rate, tuple(kinds), flavor, slow_s, only
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
-        self.enabled = True
+        self.rules: list[Rule] = []
+        self.requests: list[tuple[str, str]] = []
         self.injected: Counter[str] = Counter()
-        self.requests = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,10 +106,16 @@ class FlakyProxy:
 
             def _handle(self) -> None:
                 body = self._body()
-                fault = proxy._draw(self.command, self.path, body)
-                if fault == "5xx":
-                    status, data, ctype = proxy._error_reply()
+                fault = proxy._decide(self.command, self.path, body)
+                if fault in ("5xx", "s3_500", "colonies_500"):
+                    flavor = {"s3_500": "s3", "colonies_500": "colonies"}.get(fault, proxy.flavor)
+                    status = 500 if fault != "5xx" else (502 if flavor == "colonies" else 503)
+                    data, ctype = error_reply(flavor, status)
                     self._send(status, [("Content-Type", ctype)], data)
+                    return
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if fault == "reset" and proxy._coin():
                     self._reset()  # before the request reached upstream
@@ -112,15 +152,30 @@ class FlakyProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="flaky-proxy", daemon=True)
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="fault-proxy", daemon=True)
 
     # -- decisions ---------------------------------------------------------------------
-    def _draw(self, method: str, path: str, body: bytes) -> Optional[str]:
+    def fail(self, predicate: Predicate, kind: str, times: Optional[int] = 1) -> Rule:
+        rule = Rule(predicate, kind, times)
         with self.lock:
-            self.requests += 1
-            if not self.enabled or (self.only is not None and not self.only(method, path, body)):
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self.lock:
+            self.rules.clear()
+
+    def _decide(self, method: str, path: str, body: bytes) -> Optional[str]:
+        with self.lock:
+            self.requests.append((method, path))
+            for rule in self.rules:
+                if (rule.times is None or rule.hits < rule.times) and rule.predicate(method, path, body):
+                    rule.hits += 1
+                    self.injected[rule.kind] += 1
+                    return rule.kind
+            if self.rate <= 0 or (self.only is not None and not self.only(method, path, body)):
                 return None
             if self.rng.random() >= self.rate:
                 return None
@@ -137,14 +192,6 @@ class FlakyProxy:
         with self.lock:
             return sum(self.injected.values())
 
-    def _error_reply(self) -> tuple[int, bytes, str]:
-        if self.flavor == "colonies":
-            payload = base64.b64encode(json.dumps({"status": 502, "message": "injected fault"}).encode()).decode()
-            return 502, json.dumps({"payloadtype": "error", "payload": payload, "error": True}).encode(), \
-                "text/plain; charset=utf-8"
-        return 503, (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ServiceUnavailable</Code>"
-                     b"<Message>injected fault</Message></Error>"), "application/xml"
-
     def _forward(self, method: str, path: str, in_headers, body: bytes):
         headers = {k: v for k, v in in_headers.items()
                    if k.lower() not in ("transfer-encoding", "host", "connection", "expect")}
@@ -157,11 +204,9 @@ class FlakyProxy:
             data = resp.read()
         finally:
             conn.close()
-        out = [(k, v) for k, v in resp.getheaders()
-               if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server")]
-        return resp.status, out, data
+        return resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP], data
 
-    def __enter__(self) -> "FlakyProxy":
+    def __enter__(self) -> "FaultProxy":
         self._thread.start()
         return self
 
