@@ -68,7 +68,7 @@ def cli_run_follow(env, n, tmp):
                                        "  walltime: 60\nenvironment:\n  cmd: echo hello\n")
     full = {**os.environ, **env}
     full.pop("PYTHONDONTWRITEBYTECODE", None)
-    cli = [sys.executable, "-m", "pollinator.cli.main"]
+    cli = [sys.executable, "-m", "pollinator.cli"]  # what the console script runs
     subprocess.run(cli + ["run", "--follow"], cwd=proj, env=full, check=True, capture_output=True)  # warm-up
     startup, total = [], []
     for _ in range(n):

@@ -381,6 +381,14 @@ def test_starting_the_cli_imports_no_command_module_and_no_client():
     assert out == ""
 
 
+def test_the_console_script_trims_start_up_but_importing_the_cli_changes_nothing():
+    out = subprocess.run([sys.executable, "-m", "pollinator.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"pollinator {pollinator.__version__}"
+    code = "import sys, pollinator.cli.main\nprint(any(sys.modules.get(m, 1) is None for m in ('h2', 'httpx._main')))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "False"  # a program importing the CLI keeps httpx/h2 whole
+
+
 def test_version_runs_without_importing_the_run_stack():
     code = ("import sys\nfrom pollinator.cli.main import main\nsys.argv = ['pollinator', '--version']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"

@@ -20,25 +20,16 @@ import gc
 import importlib
 import os
 import sys
+from pathlib import Path
+from typing import Any, Optional
 
-# Start-up is most of a short `pollinator run --follow`. httpx imports its own command line (click,
-# rich.syntax, pygments) for the `httpx` console script, and httpcore imports h2 whenever it is
-# installed (an Airflow/Prefect dependency) though we never ask for HTTP/2. Marking both absent makes
-# them fall back to their stubs: ~60 ms off every start. Only this process (the `pollinator`
-# command, which runs no user code) is affected.
-for _unused in ("httpx._main", "h2"):
-    sys.modules.setdefault(_unused, None)  # type: ignore[assignment]
+import typer
+from typer.core import TyperGroup
 
-from pathlib import Path  # noqa: E402
-from typing import Any, Optional  # noqa: E402
-
-import typer  # noqa: E402
-from typer.core import TyperGroup  # noqa: E402
-
-import pollinator  # noqa: E402
-from pollinator.cli import common, output  # noqa: E402
-from pollinator.errors import PollinatorError, ProjectError  # noqa: E402
-from pollinator.project import DEFAULT_EXECUTOR_TYPE, PROJECT_FILE, Project, load_project  # noqa: E402
+import pollinator
+from pollinator.cli import common, output
+from pollinator.errors import PollinatorError, ProjectError
+from pollinator.project import DEFAULT_EXECUTOR_TYPE, PROJECT_FILE, Project, load_project
 
 SNAPSHOT_PLACEHOLDER = "<snapshot>"
 COLONY_PLACEHOLDER = "<colony>"
@@ -220,7 +211,7 @@ def funcspec_command(
 
 
 def main() -> None:
-    """Console-script entry point (``pollinator = pollinator.cli.main:main``)."""
+    """Run the app (the console script enters through :mod:`pollinator.cli.__main__`, which trims start-up first)."""
     try:
         app(prog_name="pollinator")
     finally:
