@@ -69,13 +69,12 @@ def _follow(client: Any, process_id: str, since: int, poll_interval: float) -> A
     """``afollow_logs`` paced for a triggerer: many followers in one loop, quiet ones poll every poll_interval.
 
     Lines land in a task log, not a terminal: after a line the next poll comes within a second (not
-    50 ms), and there is no early fast polling (``age_fraction=0``), so a thousand triggers resumed at
-    once do not burst the server and cost the loop ~2 requests per process per poll_interval.
+    50 ms), so a thousand triggers cost the loop ~2 requests per process per poll_interval.
     """
     from pollinator.run import afollow_logs
 
     return afollow_logs(client, process_id, since=since, min_interval=min(1.0, poll_interval),
-                        max_interval=poll_interval, state_check_every=max(1.0, poll_interval), age_fraction=0)
+                        max_interval=poll_interval, state_check_every=max(1.0, poll_interval))
 
 
 class PollinatorTrigger(BaseTrigger):

@@ -19,6 +19,7 @@ from pollinator.colonies import crypto
 from pollinator.colonies.models import ProcessState
 from pollinator.errors import JobFailed, ProjectError, SyncError
 from pollinator.run import Job, JobResult
+from pollinator.run.follow import INTERACTIVE
 from pollinator.spec import spec_json
 
 EXIT_CANCELLED = 130
@@ -54,7 +55,7 @@ def _report(result: JobResult) -> None:
 
 def _follow_to_end(job: Job, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
     try:
-        for line in job.follow():
+        for line in job.follow(**INTERACTIVE):
             output.write_log(line.message)
     except KeyboardInterrupt:
         if detach_on_interrupt:

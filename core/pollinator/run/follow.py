@@ -5,10 +5,11 @@ for ``TS > since`` after a batch that ended at T would lose a later line also
 stamped T, so we always ask from ``T - 1`` and drop the lines at T we already
 gave out (a multiset, so two identical lines at the same T both come through).
 Polling adapts between 50 ms (lines flowing) and 500 ms (quiet), which keeps
-the p50 latency well under 0.3 s without hammering the server. While a quiet
-process is young the wait is also capped at a tenth of its age (from 10 ms):
-a job that ends after 30 ms is seen ending ~10 ms later, not a whole
-interval later, and a long job costs the same as before. Connection
+the p50 latency well under 0.3 s without hammering the server. An interactive
+follower (the CLI: one person waiting on one job) also caps a quiet wait at a
+tenth of the process's age, from 10 ms (``INTERACTIVE``): a job that ends
+after 30 ms is seen ending ~10 ms later, not a whole interval later. Library
+followers do not, so a hundred tasks starting at once do not burst the server. Connection
 errors (a restarting server) are retried from the last timestamp until
 ``unreachable_timeout`` passes.
 """
@@ -26,8 +27,8 @@ from pollinator.errors import ServerError, Unreachable
 MIN_INTERVAL = 0.05
 MAX_INTERVAL = 0.5
 STATE_CHECK_EVERY = 0.0  # on every quiet poll: a job usually ends right after its last line
-FIRST_INTERVAL = 0.01  # the shortest quiet wait, right after following starts
-AGE_FRACTION = 0.1  # a quiet wait is at most this share of how long we have been following (0: no cap)
+FIRST_INTERVAL = 0.01  # with an age cap: the shortest quiet wait, right after following starts
+INTERACTIVE = {"first_interval": FIRST_INTERVAL, "age_fraction": 0.1}  # pacing for one person waiting
 
 
 class LogCursor:
@@ -69,7 +70,7 @@ class _Pacing:
 
     def __init__(self, unreachable_timeout: float, min_interval: float = MIN_INTERVAL,
                  max_interval: float = MAX_INTERVAL, state_check_every: float = STATE_CHECK_EVERY,
-                 first_interval: float = FIRST_INTERVAL, age_fraction: float = AGE_FRACTION):
+                 first_interval: float = FIRST_INTERVAL, age_fraction: float = 0.0):
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.state_check_every = state_check_every
@@ -109,7 +110,7 @@ class LogFollower:
     def __init__(self, client, process_id: str, since: int = 0, *, unreachable_timeout: float = 300.0,
                  deadline: Optional[float] = None, min_interval: float = MIN_INTERVAL,
                  max_interval: float = MAX_INTERVAL, state_check_every: float = STATE_CHECK_EVERY,
-                 first_interval: float = FIRST_INTERVAL, age_fraction: float = AGE_FRACTION):
+                 first_interval: float = FIRST_INTERVAL, age_fraction: float = 0.0):
         self.client = client
         self.deadline = deadline  # time.monotonic() value after which TimeoutError is raised
         self.process_id = process_id

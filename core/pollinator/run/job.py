@@ -244,10 +244,14 @@ class Job:
             raise ProjectError("the job has not been submitted yet: call submit() first")
         return self.process_id
 
-    def follow(self, since: Optional[int] = None, deadline: Optional[float] = None) -> Iterator[Log]:
-        """Live log lines until the process is final (TimeoutError past ``deadline``, a monotonic time)."""
+    def follow(self, since: Optional[int] = None, deadline: Optional[float] = None, **pacing: float) -> Iterator[Log]:
+        """Live log lines until the process is final (TimeoutError past ``deadline``, a monotonic time).
+
+        ``pacing`` tunes polling (``min_interval``, ``max_interval``, ``age_fraction``...; see
+        :mod:`pollinator.run.follow`), e.g. ``**follow.INTERACTIVE`` for a person waiting at a terminal.
+        """
         follower = follow_logs(self.client, self._require_id(), self._last_log_ts if since is None else since,
-                               deadline=deadline)
+                               deadline=deadline, **pacing)
         for line in follower:
             self._last_log_ts = follower.last_timestamp
             yield line
