@@ -110,8 +110,6 @@ def main() -> int:
 
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="pollinator-bench-airflow-"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    import logging
-
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` must still stop the colony

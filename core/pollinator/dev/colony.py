@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pollinator.colonies.client import ColoniesClient
 from pollinator.colonies.models import Colony, User
 from pollinator.config import S3Settings, Settings
 from pollinator.dev.keys import ColonyKeys, load_or_create_keys, write_private
+from pollinator.dev.procs import alive, free_port, signal_group, wait_gone
 from pollinator.errors import BadRequest, ConfigError, PollinatorError
 
 DEFAULT_DATA_DIR = Path(os.environ.get("POLLINATOR_DEV_DIR", Path.home() / ".pollinator" / "dev"))
@@ -37,19 +37,6 @@ HPC_EXECUTOR = "dev-hpc"
 COLONY_NAME = "dev"
 BUCKET = "pollinator"
 S3_ACCESS_KEY = "pollinator-dev"
-
-
-def free_port(preferred: Optional[int] = None, host: str = "127.0.0.1") -> int:
-    """The preferred port when nothing listens there, else any free one."""
-    candidates = [preferred] if preferred else []
-    for port in candidates + [0]:
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise PollinatorError("no free TCP port on this machine")
 
 
 def _wait_http(url: str, timeout: float, proc: Optional[subprocess.Popen] = None, what: str = "") -> None:
@@ -66,16 +53,6 @@ def _wait_http(url: str, timeout: float, proc: Optional[subprocess.Popen] = None
     raise PollinatorError(f"{what or url} did not come up within {timeout:.0f} s")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass
 class ColonyState:
     """What ``state.json`` records about a running local colony."""
@@ -87,7 +64,7 @@ class ColonyState:
     executors: list[str] = field(default_factory=list)
 
     def running_pids(self) -> dict[str, int]:
-        return {name: pid for name, pid in self.pids.items() if _alive(pid)}
+        return {name: pid for name, pid in self.pids.items() if alive(pid)}
 
 
 class LocalColony:
@@ -294,12 +271,12 @@ class LocalColony:
         # executors first, so they can close their jobs while the server is still up
         order = sorted(pids, key=lambda n: (not n.startswith("executor-"), n == "s3"))
         for name in order:
-            _signal(pids[name], signal.SIGTERM)
+            signal_group(pids[name], signal.SIGTERM)
             if name.startswith("executor-"):
-                _wait_gone(pids[name], timeout)
+                wait_gone(pids[name], timeout)
         for name in order:
-            if not _wait_gone(pids[name], timeout):
-                _signal(pids[name], signal.SIGKILL)
+            if not wait_gone(pids[name], timeout):
+                signal_group(pids[name], signal.SIGKILL)
         for proc in self._procs.values():
             try:
                 proc.wait(timeout=1)
@@ -312,30 +289,6 @@ class LocalColony:
         if cluster.state_path.exists():  # after the executors: they scancel their own jobs first
             order += [f"slurm-{name}" for name in cluster.stop()]
         return order
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return True
-        except ChildProcessError:
-            if not _alive(pid):
-                return True
-        time.sleep(0.05)
-    return not _alive(pid)
 
 
 def airflow_connection_json(env: dict[str, str]) -> str:

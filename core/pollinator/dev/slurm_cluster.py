@@ -31,13 +31,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from pollinator.dev.procs import alive, free_port, signal_group, wait_gone
 from pollinator.errors import ConfigError, PollinatorError
 
 INSTALL_HINT = "apt-get install slurm-wlm munge"
@@ -65,12 +65,6 @@ def installed() -> bool:
     return not missing_binaries()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _memory_mb() -> int:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -79,20 +73,6 @@ def _memory_mb() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 1024
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is not alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 def render_slurm_conf(root: Path, *, munge_socket: Path, ctld_port: int, slurmd_port: int, cpus: int,
@@ -176,7 +156,7 @@ class SlurmCluster:
 
     def is_running(self) -> bool:
         pids = self._pids()
-        return bool(pids) and all(_alive(pids.get(name, 0) or -1) for name in DAEMONS)
+        return bool(pids) and all(alive(pids.get(name, 0) or -1) for name in DAEMONS)
 
     # -- start ---------------------------------------------------------------------------------------
     @staticmethod
@@ -196,8 +176,8 @@ class SlurmCluster:
         for sub in ("state", "spool", "run", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         munge_socket = self._prepare_munge()
-        self.conf_path.write_text(render_slurm_conf(self.root, munge_socket=munge_socket, ctld_port=_free_port(),
-                                                    slurmd_port=_free_port(), cpus=self.cpus,
+        self.conf_path.write_text(render_slurm_conf(self.root, munge_socket=munge_socket, ctld_port=free_port(),
+                                                    slurmd_port=free_port(), cpus=self.cpus,
                                                     memory_mb=self.memory_mb))
         pids: dict[str, int] = {}
         try:
@@ -246,7 +226,7 @@ class SlurmCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, pid in pids.items():
-                if not _alive(pid):
+                if not alive(pid):
                     raise PollinatorError(f"{name} exited while starting; see {self.log_dir}:\n{self._log_tail(name)}")
             if ready():
                 return
@@ -300,7 +280,7 @@ class SlurmCluster:
     # -- stop ------------------------------------------------------------------------------------------
     def stop(self, timeout: float = 10.0) -> list[str]:
         """Cancel every job, then stop slurmd, slurmctld and munged; returns the daemons stopped."""
-        pids = {name: pid for name, pid in self._pids().items() if _alive(pid)}
+        pids = {name: pid for name, pid in self._pids().items() if alive(pid)}
         if not pids:
             self.state_path.unlink(missing_ok=True)
             return []
@@ -308,10 +288,10 @@ class SlurmCluster:
             self._cancel_all(timeout)
         for name in ("slurmd", "slurmctld", "munged"):
             if name in pids:
-                _signal(pids[name], signal.SIGTERM)
-                if not _wait_gone(pids[name], timeout):
-                    _signal(pids[name], signal.SIGKILL)
-                    _wait_gone(pids[name], 2)
+                signal_group(pids[name], signal.SIGTERM)
+                if not wait_gone(pids[name], timeout):
+                    signal_group(pids[name], signal.SIGKILL)
+                    wait_gone(pids[name], 2)
         self.state_path.unlink(missing_ok=True)
         return [name for name in ("slurmd", "slurmctld", "munged") if name in pids]
 
@@ -327,22 +307,3 @@ class SlurmCluster:
                 time.sleep(0.3)
         except (subprocess.TimeoutExpired, OSError):
             pass
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)  # each daemon leads its own session
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
