@@ -33,6 +33,13 @@ def _reply(payloadtype, payload, status=200):
     return status, json.dumps(body).encode()
 
 
+def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 @pytest.fixture
 def server():
     script = Script([])
@@ -49,11 +56,7 @@ def server():
                 self.connection.close()
                 return
             kind, payload = answer
-            status, body = _reply(envelope["payloadtype"], payload) if kind == "ok" else _reply("", payload, kind)
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            _answer(self, *(_reply(envelope["payloadtype"], payload) if kind == "ok" else _reply("", payload, kind)))
 
         def log_message(self, *args):
             pass
@@ -163,11 +166,7 @@ def test_async_client_bounds_requests_in_flight_and_connections():
             time.sleep(0.02)
             with lock:
                 state["now"] -= 1
-            status, body = _reply(envelope["payloadtype"], {"colonyid": "x", "name": "dev"})
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            _answer(self, *_reply(envelope["payloadtype"], {"colonyid": "x", "name": "dev"}))
 
         def log_message(self, *args):
             pass
