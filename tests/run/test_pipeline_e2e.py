@@ -19,7 +19,8 @@ PY = sys.executable
 
 
 def _cli(args, cwd, env, timeout=120, **kw):
-    return subprocess.run([PY, "-m", "pollinator.cli.main", *args], cwd=cwd, env={**os.environ, **env},
+    """`pollinator ...` through the console script's own entry (start-up trims included)."""
+    return subprocess.run([PY, "-m", "pollinator.cli", *args], cwd=cwd, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 
@@ -208,7 +209,7 @@ def test_ctrl_c_while_following_cancels_the_remote_process(tmp_path, colony_env,
     assert _cli(["new", "-e", "dev-k8s"], proj, colony_env).returncode == 0
     (proj / "cfs" / "src" / "main.py").write_text("import time\nprint('working', flush=True)\ntime.sleep(60)\n")
     (proj / "project.yaml").write_text((proj / "project.yaml").read_text().replace("pip3 install numpy", ""))
-    proc = subprocess.Popen([PY, "-m", "pollinator.cli.main", "run", "--follow"], cwd=proj,
+    proc = subprocess.Popen([PY, "-m", "pollinator.cli", "run", "--follow"], cwd=proj,
                             env={**os.environ, **colony_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     for line in proc.stdout:

@@ -257,9 +257,11 @@ class Job:
             yield line
         self.process = follower.process
 
-    async def afollow(self, since: Optional[int] = None) -> AsyncIterator[Log]:
+    async def afollow(self, since: Optional[int] = None, **pacing: float) -> AsyncIterator[Log]:
+        """:meth:`follow` for asyncio callers (same ``pacing`` knobs)."""
         async with self.settings.async_client() as aclient:
-            follower = afollow_logs(aclient, self._require_id(), self._last_log_ts if since is None else since)
+            follower = afollow_logs(aclient, self._require_id(), self._last_log_ts if since is None else since,
+                                    **pacing)
             async for line in follower:
                 self._last_log_ts = follower.last_timestamp
                 yield line
