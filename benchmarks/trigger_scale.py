@@ -57,7 +57,7 @@ def submit_all(settings, n: int, seconds: float, lines: int, executors: list[str
 
     def one(i: int) -> str:
         job = Job.inline(settings, name=f"bench-{i % 20}", cmd=cmd, executor_names=executors,
-                         walltime=600, max_retries=0)
+                         walltime=600, max_retries=1)
         try:
             return job.submit()
         finally:

@@ -165,8 +165,8 @@ def test_all_problems_in_one_error_sorted_by_line():
     assert [int(re.search(r"p\.yaml:(\d+):", l).group(1)) for l in lines[1:]] == [1, 3, 4, 5, 7, 9]
     assert "projectname: 'a/b' is not a safe project name" in msg
     assert "conditions.nodes: " in msg and "an integer >= 1" in msg
-    assert "conditions.cpu: '1.2.3' is not a CPU quantity: millicores like 500m" in msg
-    assert "conditions.mem: 'lots' is not a memory quantity" in msg
+    assert "conditions.cpu: '1.2.3' is not a CPU request: use cores like 1, 4 or 2.5, or millicores like 500m" in msg
+    assert "conditions.mem: 'lots' is not a memory size" in msg
     assert "conditions.gpu.count:" in msg and ">= 0" in msg
     assert "environment.rebuildImage:" in msg and "true or false" in msg
 
@@ -216,29 +216,41 @@ def test_load_project_error_names_the_path(tmp_path: Path):
 
 def test_scalars_are_taken_as_text_like_go():
     p = parse_project("projectname: 123\nconditions:\n  cpu: 2\n  mem: 1048576\nenvironment:\n  cmd: 7\n")
-    assert (p.project_name, p.conditions.cpu, p.conditions.mem, p.environment.cmd) == ("123", "2", "1048576", "7")
+    # cpu/mem numbers are cores and bytes, normalized into the executors' forms (pollinator.resources)
+    assert (p.project_name, p.conditions.cpu, p.conditions.mem, p.environment.cmd) == ("123", "2000m", "1Mi", "7")
+
+
+def test_go_written_resources_load_and_dump_unchanged():
+    text = "projectname: p\nconditions:\n  cpu: 1000m\n  mem: 1000Mi\n  walltime: 600\n"
+    c = yaml.safe_load(parse_project(text).dump_yaml())["conditions"]
+    assert (c["cpu"], c["mem"], c["walltime"]) == ("1000m", "1000Mi", 600)
 
 
 # -- scalar rules ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, out", [("500m", "500m"), ("1", "1"), ("2.5", "2.5"), (1, "1"), (2.5, "2.5"),
-                                        ("", ""), (" 4 ", "4")])
+@pytest.mark.parametrize("value, out", [("500m", "500m"), ("1", "1000m"), ("2.5", "2500m"), (1, "1000m"),
+                                        (2.5, "2500m"), ("", ""), (None, ""), (" 4 ", "4000m"), ("0.01", "10m"),
+                                        ("10m", "10m"), ("0500m", "500m")])
 def test_cpu_ok(value, out):
     assert parse_cpu(value) == out
 
 
-@pytest.mark.parametrize("value", ["1.2.3", "m", "1.5m", "-1", "1 cpu", True, None, float("nan")])
+@pytest.mark.parametrize("value", ["1.2.3", "m", "1.5m", "-1", "1 cpu", True, float("nan"), "0", "9m", "0.0005",
+                                   "0.001"])
 def test_cpu_bad(value):
     with pytest.raises(ValueError):
         parse_cpu(value)
 
 
-@pytest.mark.parametrize("value", ["1000Mi", "1Gi", "512M", "64k", "1048576", 1048576, "1.5Gi", ""])
-def test_mem_ok(value):
-    assert parse_mem(value) == str(value)
+@pytest.mark.parametrize("value, out", [("1000Mi", "1000Mi"), ("1Gi", "1Gi"), ("512M", "489Mi"), ("1G", "954Mi"),
+                                        ("64k", "1Mi"), ("1048576", "1Mi"), (1048576, "1Mi"), ("1.5Gi", "1536Mi"),
+                                        ("", ""), ("1Ti", "1024Gi"), ("1 GB", "954Mi"), ("1GiB", "1Gi"),
+                                        ("2097152Ki", "2Gi"), (3 * 2**30, "3Gi"), ("1048577", "2Mi")])
+def test_mem_ok(value, out):
+    assert parse_mem(value) == out
 
 
-@pytest.mark.parametrize("value", ["1 GB", "Gi", "-1Gi", "1gb", "1GiB", False])
+@pytest.mark.parametrize("value", ["Gi", "-1Gi", "0Mi", "0", "1Xi", "lots", False, [1]])
 def test_mem_bad(value):
     with pytest.raises(ValueError):
         parse_mem(value)
@@ -267,9 +279,9 @@ def test_walltime_string_is_dumped_as_go_int():
 
 names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,40}", fullmatch=True)
 labels_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
-cpus = st.one_of(st.integers(0, 10**6).map(lambda n: f"{n}m"), st.integers(0, 512).map(str),
-                 st.tuples(st.integers(0, 64), st.integers(0, 999)).map(lambda t: f"{t[0]}.{t[1]}"), st.just(""))
-mems = st.one_of(st.tuples(st.integers(0, 10**6), st.sampled_from(["Ki", "Mi", "Gi", "Ti", "k", "K", "M", "G", ""]))
+cpus = st.one_of(st.integers(10, 10**6).map(lambda n: f"{n}m"), st.integers(1, 512).map(str),
+                 st.tuples(st.integers(1, 64), st.integers(0, 999)).map(lambda t: f"{t[0]}.{t[1]}"), st.just(""))
+mems = st.one_of(st.tuples(st.integers(1, 10**6), st.sampled_from(["Ki", "Mi", "Gi", "Ti", "k", "K", "M", "G", ""]))
                  .map(lambda t: f"{t[0]}{t[1]}"), st.just(""))
 
 

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from pollinator.colonies.models import FunctionSpec, SnapshotMount, SyncDirMount
 from pollinator.errors import ProjectError
+from pollinator.contract import executor_problems
 from pollinator.project import Project, parse_project
+from pollinator.resources import DEFAULT_CPU, DEFAULT_MEM, NO_LIMIT_WALLTIME
 from pollinator.spec import (
     GO_LABEL,
     ProjectLabels,
@@ -181,7 +183,13 @@ def test_golden_go_example_without_source():
 def test_missing_executor_names_is_null_like_go_nil_slice():
     spec = spec_from_project("c", parse_project("projectname: p\n"), "s")
     assert spec.to_wire()["conditions"]["executornames"] is None
-    assert spec.maxexectime == -1  # walltime 0 -> Go's walltime-1 = no limit
+
+
+def test_walltime_zero_is_sent_as_the_documented_no_limit():
+    # Go sends walltime 0 / maxexectime -1, which every ColonyOS executor refuses (validate_funcspec.go)
+    spec = spec_from_project("c", parse_project("projectname: p\n"), "s")
+    assert (spec.conditions.walltime, spec.maxexectime) == (NO_LIMIT_WALLTIME, NO_LIMIT_WALLTIME - 1)
+    assert (spec.conditions.cpu, spec.conditions.mem, spec.maxretries) == (DEFAULT_CPU, DEFAULT_MEM, 3)
 
 
 def test_executor_type_extension_reaches_conditions():
@@ -208,7 +216,7 @@ def test_build_spec_inline_job():
     spec = build_spec(
         "col", project_name="job1", snapshot_id=None, image="python:3.12", cmd="python3", args=["-c", "print(1)"],
         env={"B": "2", "A": "1"}, executor_names=None, executor_type="local-executor", cpu=2, mem="1Gi",
-        walltime="1h", label="pollinator", max_retries=0, priority=1,
+        walltime="1h", label="pollinator", max_retries=1, priority=1,
         extra_snapshot_mounts=[SnapshotMount(snapshotid="x", label="/l", dir="/d")],
         extra_sync_dirs=[SyncDirMount(label="/extra", dir="/extra")],
     )
@@ -219,8 +227,8 @@ def test_build_spec_inline_job():
     assert wire["fs"]["snapshots"] == [{"snapshotid": "x", "label": "/l", "dir": "/d", "keepfiles": False,
                                         "keepsnapshot": False}]
     assert [d["label"] for d in wire["fs"]["dirs"]] == ["/pollinator/job1/result", "/pollinator/job1/data", "/extra"]
-    assert (spec.maxexectime, spec.conditions.walltime, spec.conditions.cpu) == (3599, 3600, "2")
-    assert (spec.label, spec.maxretries, spec.priority) == ("pollinator", 0, 1)
+    assert (spec.maxexectime, spec.conditions.walltime, spec.conditions.cpu) == (3599, 3600, "2000m")
+    assert (spec.label, spec.maxretries, spec.priority) == ("pollinator", 1, 1)
 
 
 def test_build_spec_defaults_are_go_values():
@@ -238,8 +246,11 @@ def test_build_spec_defaults_are_go_values():
     ({"nodes": 0}, "nodes"),
     ({"processes_per_node": 0}, "processes_per_node"),
     ({"gpu_count": -1}, "gpu_count"),
-    ({"cpu": "lots"}, "CPU quantity"),
-    ({"mem": "1 GB"}, "memory quantity"),
+    ({"cpu": "lots"}, "^cpu: 'lots' is not a CPU request: use cores"),
+    ({"cpu": "5m"}, "^cpu: '5m' is below 10m"),
+    ({"mem": "1 lot"}, "^mem: '1 lot' is not a memory size: use"),
+    ({"max_retries": 0}, "^max_retries: 0 is not accepted by the ColonyOS executors"),
+    ({"max_retries": -1}, "^max_retries: -1 "),
     ({"walltime": -1}, "negative"),
     ({"walltime": "soon"}, "walltime"),
     ({"env": {"PROJECT_DIR": "/x"}}, "PROJECT_DIR"),
@@ -275,12 +286,14 @@ def test_spec_from_any_project_has_the_go_shape(project: Project, snapshot_id: s
     assert wire["kwargs"]["cmd"] == e.cmd and wire["kwargs"]["docker-image"] == e.docker
     assert wire["kwargs"]["rebuild-image"] is e.rebuild_image and wire["kwargs"]["init-cmd"] == e.init_cmd
     assert wire["env"] == {"PROJECT_DIR": f"/cfs/pollinator/{p}"}
-    assert wire["maxexectime"] == c.walltime - 1 and wire["conditions"]["walltime"] == c.walltime
+    wall = c.walltime or NO_LIMIT_WALLTIME
+    assert wire["maxexectime"] == max(wall - 1, 1) and wire["conditions"]["walltime"] == wall
     assert wire["conditions"]["colonyname"] == colony
     assert wire["conditions"]["executornames"] == c.executor_names
     assert wire["conditions"]["executortype"] == c.executor_type
     assert (wire["conditions"]["nodes"], wire["conditions"]["processespernode"]) == (c.nodes, c.processes_per_node)
-    assert (wire["conditions"]["cpu"], wire["conditions"]["mem"]) == (c.cpu, c.mem)
+    assert (wire["conditions"]["cpu"], wire["conditions"]["mem"]) == (c.cpu or DEFAULT_CPU, c.mem or DEFAULT_MEM)
+    assert executor_problems(spec) == []  # every project the model takes is one the real executors run
     assert wire["conditions"]["gpu"] == {"name": c.gpu.name, "mem": "", "count": c.gpu.count, "nodecount": 0}
     assert wire["fs"]["mount"] == "/cfs"
     assert wire["fs"]["snapshots"] == [{"snapshotid": snapshot_id, "label": lab.src,

@@ -12,6 +12,11 @@ extensions, both ignored by the Go tool's (non-strict) YAML decoder:
   :meth:`Project.dump_yaml` always writes integer seconds, so the Go tool can
   read a file we rewrite.
 
+``conditions.cpu`` and ``conditions.mem`` are normalized on load into the forms
+the ColonyOS executors accept (``4`` -> ``4000m``, ``1G`` -> ``954Mi``; see
+:mod:`pollinator.resources`); values the Go tool writes (``1000m``,
+``1000Mi``) are kept as written.
+
 Validation is stricter than Go's (which silently ignores unknown keys and
 mistyped values): a bad file fails *before* anything is uploaded or submitted,
 with one :class:`~pollinator.errors.ProjectError` naming the file, the YAML
@@ -23,7 +28,6 @@ silently give an unlimited job.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Optional, Union
@@ -33,6 +37,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 
 from pollinator.colonies import crypto
 from pollinator.errors import ProjectError
+from pollinator.resources import (  # noqa: F401 - re-exported: the parsers' old home
+    CPU_ALLOWED,
+    MEM_ALLOWED,
+    WALLTIME_ALLOWED,
+    Cpu,
+    Mem,
+    Walltime,
+    parse_cpu,
+    parse_mem,
+    parse_walltime,
+)
 
 PROJECT_FILE = "project.yaml"
 DEFAULT_EXECUTOR_TYPE = "container-executor"
@@ -47,20 +62,12 @@ SCAFFOLD_MEM = "1000Mi"
 SCAFFOLD_WALLTIME = 600
 
 # --------------------------------------------------------------------------------------------------
-# Scalar parsers. They raise ValueError (pydantic turns that into a located error) and are public so
-# the spec builder validates inline jobs with exactly the same rules.
+# Scalar parsers. They raise ValueError (pydantic turns that into a located error). cpu, mem and walltime
+# live in pollinator.resources, shared with inline jobs.
 # --------------------------------------------------------------------------------------------------
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_CPU_RE = re.compile(r"^(?:\d+m|\d+(?:\.\d+)?)$")
-_MEM_RE = re.compile(r"^\d+(?:\.\d+)?(?:[KMGTPE]i|[kKMGTPE])?$")
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_CLOCK_RE = re.compile(r"^(?:(?:(\d+)-)?(\d+):)?(\d+):(\d+)$")  # [[D-]HH:]MM:SS
 
-CPU_ALLOWED = "a CPU quantity: millicores like 500m, or cores like 1 or 2.5"
-MEM_ALLOWED = "a memory quantity: 1000Mi, 1Gi, 512M, 64k or plain bytes like 1048576"
-WALLTIME_ALLOWED = ("seconds as an integer >= 0 (0 = no limit), a duration like 90s, 30m, 1h30m, 2d, "
-                    "or a clock time like 30:00, 01:00:00, 1-00:00:00")
 NAME_ALLOWED = ("1-128 characters of letters, digits, '_', '.' and '-', not starting with '.' or '-' "
                 "(it becomes part of ColonyFS labels /pollinator/<projectname>/...)")
 
@@ -72,76 +79,6 @@ def check_name(value: Any) -> str:
     if not _NAME_RE.match(value):
         raise ValueError(f"{value!r} is not a safe project name: use {NAME_ALLOWED}")
     return value
-
-
-def parse_cpu(value: Any) -> str:
-    """Normalise a CPU quantity (``500m``, ``1``, ``2.5``); empty means "no requirement"."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not {CPU_ALLOWED}")
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{value!r} is not {CPU_ALLOWED}")
-        value = str(value)
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not {CPU_ALLOWED}")
-    text = value.strip()
-    if text and not _CPU_RE.match(text):
-        raise ValueError(f"{value!r} is not {CPU_ALLOWED}")
-    return text
-
-
-def parse_mem(value: Any) -> str:
-    """Normalise a memory quantity (Kubernetes style units or plain bytes); empty means "no requirement"."""
-    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ValueError(f"{value!r} is not {MEM_ALLOWED}")
-    if isinstance(value, (int, float)):
-        value = str(value)
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not {MEM_ALLOWED}")
-    text = value.strip()
-    if text and not _MEM_RE.match(text):
-        raise ValueError(f"{value!r} is not {MEM_ALLOWED}")
-    return text
-
-
-def parse_walltime(value: Any) -> int:
-    """Walltime in integer seconds (Go's unit); 0 means no limit.
-
-    Accepts an int, a digit string, a duration (``1h30m``) or a clock time
-    (``[D-][HH:]MM:SS``).
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a walltime: use {WALLTIME_ALLOWED}")
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, float) and value.is_integer():
-        seconds = int(value)
-    elif isinstance(value, str):
-        seconds = _parse_walltime_text(value)
-    else:
-        raise ValueError(f"{value!r} is not a walltime: use {WALLTIME_ALLOWED}")
-    if seconds < 0:
-        raise ValueError(f"{value!r} is negative: walltime must be {WALLTIME_ALLOWED}")
-    if seconds > 2**31 - 1:
-        raise ValueError(f"{value!r} is too large: walltime must fit in a 32-bit integer of seconds")
-    return seconds
-
-
-def _parse_walltime_text(value: str) -> int:
-    text = value.strip().lower()
-    if text.isdigit():
-        return int(text)
-    match = _DURATION_RE.match(text)
-    if text and match and any(match.groups()):
-        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
-        return ((days * 24 + hours) * 60 + minutes) * 60 + secs
-    match = _CLOCK_RE.match(text)
-    if match:
-        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
-        if secs >= 60 or (minutes >= 60 and match.group(2) is not None):
-            raise ValueError(f"{value!r} is not a clock time: minutes and seconds must be below 60")
-        return ((days * 24 + hours) * 60 + minutes) * 60 + secs
-    raise ValueError(f"{value!r} is not a walltime: use {WALLTIME_ALLOWED}")
 
 
 def check_source(value: Any) -> str:
@@ -182,9 +119,6 @@ def _none_to_empty(value: Any) -> Any:
 
 
 YamlStr = Annotated[str, BeforeValidator(_scalar_to_str)]
-Cpu = Annotated[str, BeforeValidator(parse_cpu), Field(description=CPU_ALLOWED)]
-Mem = Annotated[str, BeforeValidator(parse_mem), Field(description=MEM_ALLOWED)]
-Walltime = Annotated[int, BeforeValidator(parse_walltime), Field(description=WALLTIME_ALLOWED)]
 ExecutorName = Annotated[str, BeforeValidator(_executor_name)]
 Port = Annotated[int, Field(ge=0, le=65535, description="a port number 0-65535")]
 

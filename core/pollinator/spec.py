@@ -16,6 +16,11 @@ compatibility contract, pinned by golden tests:
 * ``maxwaittime`` -1, ``maxexectime`` walltime-1, ``maxretries`` 3,
   ``priority`` 5, and the label ``test_label`` the Go tool hard-codes.
 
+Where the Go tool sends what the real executors refuse (empty cpu/mem,
+walltime 0 with maxexectime -1), the resource fields go through
+:func:`pollinator.resources.resolve`: millicores, ``Mi``/``Gi``, explicit
+defaults, and a one-day walltime for "no limit" (see docs/executors/).
+
 Maps are built in sorted key order, which is how Go's ``encoding/json``
 writes them, so :func:`spec_json` output is byte-comparable with Go's
 ``json.MarshalIndent`` (except that Go escapes ``<``, ``>`` and ``&``).
@@ -39,13 +44,13 @@ from pollinator.colonies.models import (
     SyncDirMount,
 )
 from pollinator.errors import ProjectError
-from pollinator.project import DEFAULT_EXECUTOR_TYPE, Project, check_name, parse_cpu, parse_mem, parse_walltime
+from pollinator.project import DEFAULT_EXECUTOR_TYPE, Project, check_name
+from pollinator.resources import DEFAULT_MAX_RETRIES, ResourceError, resolve
 
 FUNC_NAME = "execute"
 CFS_MOUNT = "/cfs"
 LABEL_ROOT = "/pollinator"
 GO_LABEL = "test_label"  # what the Go tool puts in FunctionSpec.label
-DEFAULT_MAX_RETRIES = 3
 DEFAULT_PRIORITY = 5
 MAX_WAIT_TIME = -1  # wait for an executor forever, as Go does
 
@@ -108,19 +113,21 @@ def build_spec(
     top-level ``args``. ``snapshot_id=None`` leaves out the src snapshot mount
     (an inline job with nothing in ``src``). ``env`` is added to
     ``PROJECT_DIR``, which it may not override. ``walltime`` is seconds (or a
-    duration string, see :func:`pollinator.project.parse_walltime`); 0 means
-    no limit. Bad values raise :class:`ProjectError` before anything is sent.
+    duration string, see :func:`pollinator.resources.parse_walltime`); 0 means
+    no limit (sent as :data:`pollinator.resources.NO_LIMIT_WALLTIME`). Empty
+    cpu/mem get the documented defaults. Bad values raise :class:`ProjectError`
+    naming the field before anything is sent.
     """
     name = _checked_name(project_name)
     lab = labels(name)
-    cpu_q = _parsed("cpu", parse_cpu, cpu)
-    mem_q = _parsed("mem", parse_mem, mem)
-    wall = _parsed("walltime", parse_walltime, walltime)
+    try:
+        res = resolve(cpu=cpu, mem=mem, walltime=walltime, max_retries=max_retries)
+    except ResourceError as exc:
+        raise ProjectError(str(exc)) from None
     _check_sizes(cmd=cmd, init_cmd=init_cmd, args=args, env=env)
     _at_least("nodes", nodes, 1)
     _at_least("processes_per_node", processes_per_node, 1)
     _at_least("gpu_count", gpu_count, 0)
-    _at_least("max_retries", max_retries, -1)
     if not executor_type:
         raise ProjectError("executor_type is empty: give the type of executor to run on, e.g. container-executor")
     names = None if executor_names is None else [str(n) for n in executor_names]
@@ -161,19 +168,19 @@ def build_spec(
         kwargs=dict(sorted(kwargs.items())),
         priority=priority,
         maxwaittime=MAX_WAIT_TIME,
-        maxexectime=wall - 1,  # Go: walltime-1; walltime 0 gives -1, no limit
-        maxretries=max_retries,
+        maxexectime=res.maxexectime,
+        maxretries=res.max_retries,
         conditions=Conditions(
             colonyname=colony_name,
             executornames=names,
             executortype=executor_type,
             dependencies=[],
             nodes=nodes,
-            cpu=cpu_q,
+            cpu=res.cpu,
             processespernode=processes_per_node,
-            mem=mem_q,
+            mem=res.mem,
             gpu=GPU(name=gpu_name, count=gpu_count),
-            walltime=wall,
+            walltime=res.walltime,
         ),
         label=label,
         fs=Filesystem(mount=CFS_MOUNT, snapshots=snapshots, dirs=dirs),
@@ -252,13 +259,6 @@ def _check_sizes(*, cmd: str, init_cmd: str, args: Sequence[Any], env: Optional[
         biggest = max(items, key=lambda it: len(it[1]))[0].split("[")[0].split(" ")[0]
         raise ProjectError(f"cmd, init_cmd, args and env are {total} bytes together (largest: {biggest}): at most "
                            f"{MAX_COMMAND_BYTES} bytes fit a command line; pass big data as a file in data_dir")
-
-
-def _parsed(name: str, parse: Any, value: Any) -> Any:
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise ProjectError(f"{name}: {exc}") from None
 
 
 def _at_least(name: str, value: Any, low: int) -> None:

@@ -33,7 +33,7 @@ def _peak_rss_mib(pid: int) -> float:
 def test_many_concurrent_jobs_complete_with_every_line(settings, local_colony):
     started = time.monotonic()
     jobs = [Job.inline(settings, name=f"rel-load-{i}", executor_names=["dev-k8s" if i % 2 else "dev-hpc"],
-                       walltime=300, max_retries=0,
+                       walltime=300, max_retries=1,
                        cmd=f"sh -c 'for i in $(seq 1 {K_LINES}); do echo job{i}-line$i; done'")
             for i in range(N_JOBS)]
     with ThreadPoolExecutor(max_workers=8) as pool:  # submissions in parallel, as many callers would
@@ -78,7 +78,7 @@ def test_many_concurrent_jobs_complete_with_every_line(settings, local_colony):
 
 @pytest.mark.timeout(300)
 def test_concurrent_jobs_of_one_project_on_one_executor(settings):
-    jobs = [Job.inline(settings, name="rel-same-project", executor_names=["dev-hpc"], walltime=120, max_retries=0,
+    jobs = [Job.inline(settings, name="rel-same-project", executor_names=["dev-hpc"], walltime=120, max_retries=1,
                        cmd=f"sh -c 'echo job{i}; echo {i} > $POLLINATOR_RESULT_DIR/r{i}.txt'") for i in range(24)]
     for job in jobs:
         job.submit()

@@ -77,7 +77,7 @@ def test_remote_failure_surfaces_errors(settings, tmp_path):
 
 
 def test_walltime_exceeded_fails(settings, tmp_path):
-    with _inline(settings, tmp_path, cmd="sleep 30", walltime=2, max_retries=0) as job:
+    with _inline(settings, tmp_path, cmd="sleep 30", walltime=2, max_retries=1) as job:
         with pytest.raises(JobFailed) as info:
             job.run(timeout=60)
     assert info.value.state == "FAILED"

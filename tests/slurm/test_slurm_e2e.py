@@ -98,7 +98,7 @@ def test_output_file_and_failing_rank(slurm_settings, tmp_path):
 
 def test_walltime_exceeded_is_slurm_timeout(slurm_settings, cluster, tmp_path):
     lines: list[str] = []
-    inline = _job(slurm_settings, tmp_path, cmd="sh -c 'echo started; sleep 600'", walltime=60, max_retries=0)
+    inline = _job(slurm_settings, tmp_path, cmd="sh -c 'echo started; sleep 600'", walltime=60, max_retries=1)
     # The server would end the process at maxexectime (walltime - 1) before Slurm's minute-granular
     # limit hits; with no server limit the walltime is Slurm's alone, as for specs without maxexectime.
     spec = inline.spec().model_copy(update={"maxexectime": -1})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pollinator.errors import ProjectError
+from pollinator.resources import DEFAULT_MAX_RETRIES, DEFAULT_WALLTIME, Cpu, MaxRetries, Mem, Walltime
 
 _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -30,12 +31,13 @@ class JobOptions(BaseModel):
     executor_type: str = "container-executor"
     nodes: int = Field(1, ge=1)
     processes_per_node: int = Field(1, ge=1)
-    cpu: Union[str, int, float] = ""
-    mem: Union[str, int] = ""
+    cpu: Cpu = Field("", description="cores (4, 2.5) or millicores (500m); empty = 1000m")
+    mem: Mem = Field("", description="1000Mi, 2Gi, 512M, 1G, bytes...; empty = 1000Mi")
     gpu_count: int = Field(0, ge=0)
     gpu_name: str = ""
-    walltime: Union[int, str] = Field(3600, description="seconds (or '2h', '30m', 'HH:MM:SS'); 0 = no limit")
-    max_retries: int = Field(3, ge=-1)
+    walltime: Walltime = Field(DEFAULT_WALLTIME,
+                               description="seconds (or '2h', '30m', 'HH:MM:SS'); 0 = no limit (sent as one day)")
+    max_retries: MaxRetries = DEFAULT_MAX_RETRIES
     priority: int = 5
     inputs: dict[str, str] = Field(default_factory=dict, description="name -> ColonyFS label mounted read-only")
     src_dir: Optional[Path] = None
