@@ -68,16 +68,27 @@ def start(
     backend: str = typer.Option("local", "--backend", "-b", case_sensitive=False,
                                 help="Where jobs run: 'local' (subprocesses here) or 'slurm' (sbatch from this "
                                      "login node; site options from POLLINATOR_SLURM_* variables)."),
+    strict: bool = typer.Option(False, "--strict/--lenient",
+                                help="Strict: refuse every spec the ColonyOS hpc/kube/docker executors refuse "
+                                     "(resources, deadlines, characters their templates change); "
+                                     "`pollinator dev` starts its executors strict."),
+    exit_codes: str = typer.Option("honour", "--exit-codes", case_sensitive=False,
+                                   help="'honour' (a non-zero exit fails the process) or 'ignore' (close "
+                                        "SUCCESS anyway, as the Kube executor does; for testing)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Register (or reuse a registered key) and run jobs until Ctrl-C / SIGTERM."""
     from pollinator.executor.registration import default_executor_name
+    from pollinator.executor.strict import EXIT_CODE_MODES, Conformance
     from pollinator.executor.worker import LocalExecutor
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the job lines
 
+    if exit_codes.lower() not in EXIT_CODE_MODES:
+        raise typer.BadParameter(f"{exit_codes!r}: use one of {', '.join(EXIT_CODE_MODES)}", param_hint="--exit-codes")
+    conformance = Conformance(strict=strict, exit_codes=exit_codes.lower())
     settings = Settings.from_env(need_s3=True)
     executor_key = _key("COLONIES_EXECUTOR_PRVKEY")
     colony_key = None if executor_key else _key("COLONIES_COLONY_PRVKEY")
@@ -90,7 +101,8 @@ def start(
 
     executor = LocalExecutor(settings, name=name, executor_type=executor_type, fs_dir=directory,
                              max_jobs=max_jobs, executor_prvkey=executor_key,
-                             register_with_colony_prvkey=colony_key, poll_timeout=poll_timeout, backend=job_backend)
+                             register_with_colony_prvkey=colony_key, poll_timeout=poll_timeout, backend=job_backend,
+                             conformance=conformance)
 
     def on_signal(signum: int, _frame: Any) -> None:
         logging.getLogger(__name__).info("%s received: stopping", signal.Signals(signum).name)

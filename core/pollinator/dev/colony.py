@@ -73,8 +73,9 @@ class LocalColony:
     def __init__(self, data_dir: Path = DEFAULT_DATA_DIR, *, host: str = "127.0.0.1", port: Optional[int] = None,
                  s3_port: Optional[int] = None, executors: tuple[str, ...] = DEFAULT_EXECUTORS,
                  external_s3: Optional[S3Settings] = None, executor_type: str = "container-executor",
-                 max_jobs: int = 4, slurm: bool = False):
+                 max_jobs: int = 4, slurm: bool = False, strict: bool = False):
         self.data_dir = Path(data_dir).expanduser().resolve()
+        self.strict = strict  # executors refuse what the ColonyOS hpc/kube/docker executors refuse
         self.slurm = slurm
         self.host = host
         self.port = port
@@ -214,7 +215,8 @@ class LocalColony:
         for name in self.executors:
             fs_dir = self.data_dir / "executors" / name
             argv = [sys.executable, "-m", "pollinator.cli.main", "executor", "start", "--name", name,
-                    "--type", self.executor_type, "--fs-dir", str(fs_dir), "--max-jobs", str(self.max_jobs)]
+                    "--type", self.executor_type, "--fs-dir", str(fs_dir), "--max-jobs", str(self.max_jobs),
+                    "--strict" if self.strict else "--lenient"]
             if slurm_env is not None and name == HPC_EXECUTOR:
                 argv += ["--backend", "slurm"]
                 self._spawn(f"executor-{name}", argv, {**env, **slurm_env})

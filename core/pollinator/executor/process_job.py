@@ -29,6 +29,7 @@ from pollinator.executor.backend import AbortSignal, Backend, LaunchSpec, RunRes
 from pollinator.executor.fs_mounts import CfsLike, Mounts
 from pollinator.executor.launch import Plan, plan_execute
 from pollinator.executor.log_stream import LogShipper
+from pollinator.executor.strict import Conformance
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,10 @@ class ProcessJob:
     def __init__(self, process: Process, *, client: JobClient, backend: Backend, fs_dir: Path,
                  cfs: Optional[CfsLike] = None, executor_id: str = "", abort: Optional[AbortSignal] = None,
                  cancel_poll: Union[float, Callable[[], float]] = 1.0, assigned_at: Optional[float] = None,
-                 cfs_factory: Optional[Callable[[], Optional[CfsLike]]] = None):
+                 cfs_factory: Optional[Callable[[], Optional[CfsLike]]] = None,
+                 conformance: Optional[Conformance] = None):
         self.process = process
+        self.conformance = conformance or Conformance()
         self.pid = process.processid
         self.client = client
         self.backend = backend
@@ -206,6 +209,10 @@ class ProcessJob:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _execute_in(self, output_file: Path, watcher: CancelWatcher) -> None:
+        refusal = self.conformance.refusal(self.process.spec)
+        if refusal:  # strict mode: what the real executors refuse fails here too, before anything runs
+            self._close_failed(refusal)
+            return
         try:
             plan = plan_execute(self.process, self.fs_dir, output_file=output_file)
             mounts = Mounts(self.process, self.fs_dir, self.cfs(), self.say)
@@ -249,7 +256,10 @@ class ProcessJob:
         if self.abort.reason in (CANCELLED, LOST):
             self._lost()
             return
-        if not result.ok:
+        if not result.ok and self.conformance.ignores_exit_codes:
+            self.say(f"{self._errors(plan, result)[0]}; closing SUCCESS anyway (exit codes ignored, "
+                     "as the Kube executor does)")
+        elif not result.ok:
             self._close_failed(self._errors(plan, result) + problems)
             return
         if problems:

@@ -34,6 +34,7 @@ from pollinator.executor.backend import AbortSignal, Backend
 from pollinator.executor.fs_mounts import CfsLike
 from pollinator.executor.job_runner import LocalBackend
 from pollinator.executor.process_job import STOPPED, ProcessJob
+from pollinator.executor.strict import Conformance
 from pollinator.executor.registration import deregister_executor, register_executor
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class LocalExecutor:
                  fs_dir: Path, max_jobs: int = 4, executor_prvkey: Optional[str] = None,
                  register_with_colony_prvkey: Optional[str] = None, backend: Optional[Backend] = None,
                  cfs_factory: Optional[CfsFactory] = None, poll_timeout: int = 10, cancel_poll: float = 1.0,
-                 deregister_on_stop: Optional[bool] = None, stop_grace: float = 2.0):
+                 deregister_on_stop: Optional[bool] = None, stop_grace: float = 2.0,
+                 conformance: Optional[Conformance] = None):
         if max_jobs < 1:
             raise ConfigError(f"max_jobs={max_jobs}: an executor needs at least one job slot")
         if not executor_prvkey and not register_with_colony_prvkey:
@@ -92,6 +94,7 @@ class LocalExecutor:
         self.client: ColoniesClient = self._base_client.with_key(self._prvkey)  # type: ignore[assignment]
         self._poll_client: ColoniesClient = self._base_client.with_key(self._prvkey)  # type: ignore[assignment]
         self.stop_grace = stop_grace
+        self.conformance = conformance or Conformance()
 
         self._stop = threading.Event()
         self._slots = threading.Semaphore(max_jobs)
@@ -201,7 +204,7 @@ class LocalExecutor:
         # a slow cleanup) must not stage, sync or delete each other's src/data/result dirs.
         job = ProcessJob(process, client=self.client, backend=self.backend, fs_dir=self.job_dir(process.processid),
                          executor_id=self.executor_id, abort=abort, cancel_poll=self._cancel_interval,
-                         assigned_at=time.monotonic(), cfs_factory=self._shared_cfs)
+                         assigned_at=time.monotonic(), cfs_factory=self._shared_cfs, conformance=self.conformance)
         thread = threading.Thread(target=self._job_main, args=(job,), name=f"job-{process.processid[:8]}",
                                   daemon=True)
         with self._lock:
