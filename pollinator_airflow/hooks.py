@@ -183,9 +183,10 @@ class PollinatorHook(BaseHook):
 
     def cancel(self, process_id: str) -> None:
         """Cancel a remote process through the run pipeline (idempotent)."""
-        from pollinator.run import Job
+        from pollinator.run import ProcessHandle
 
-        Job.attach(self.get_settings(), process_id).cancel()
+        with ProcessHandle.attach(self.get_settings(), process_id) as handle:
+            handle.cancel()
 
     def process_url(self, process_id: str) -> str:
         return self.get_settings().process_url(process_id)

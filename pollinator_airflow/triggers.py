@@ -142,8 +142,13 @@ class PollinatorTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """The user cleared / marked the deferred task: cancel the remote process (Airflow 3.3+)."""
-        from pollinator.run import Job
+        from pollinator.run import ProcessHandle
 
         settings = await self._get_settings()
         self.log.info("Cancelling ColonyOS process %s", self.process_id)
-        await asyncio.to_thread(lambda: Job.attach(settings, self.process_id).cancel())
+
+        def cancel() -> None:
+            with ProcessHandle.attach(settings, self.process_id) as handle:
+                handle.cancel()
+
+        await asyncio.to_thread(cancel)

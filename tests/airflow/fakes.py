@@ -23,7 +23,10 @@ def settings() -> Settings:
 
 
 class FakeJob:
-    """Records calls; ``run`` emits ``lines`` and returns SUCCESS unless ``fail_with`` is set."""
+    """Records calls; ``run`` emits ``lines`` and returns SUCCESS unless ``fail_with`` is set.
+
+    Stands in for both ``Job`` and ``ProcessHandle`` (``attach``, ``cancel``, context manager).
+    """
 
     instances: list["FakeJob"] = []
     submitted: list[str] = []
@@ -86,6 +89,15 @@ class FakeJob:
 
     def cancel(self) -> None:
         FakeJob.cancelled.append(self.process_id or "")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FakeJob":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 @dataclass

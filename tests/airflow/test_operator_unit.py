@@ -20,6 +20,7 @@ def stub_core(monkeypatch):
 
     FakeJob.reset()
     monkeypatch.setattr(pollinator.run, "Job", FakeJob)
+    monkeypatch.setattr(pollinator.run, "ProcessHandle", FakeJob)
     monkeypatch.setattr(PollinatorHook, "get_settings", lambda self: fakes.settings())
     states: dict[str, str] = {}
     monkeypatch.setattr(PollinatorHook, "get_state", lambda self, pid: states.get(pid, "RUNNING"))

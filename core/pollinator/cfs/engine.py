@@ -106,6 +106,10 @@ class CFS:
     def __repr__(self) -> str:
         return f"CFS(colony={getattr(self.client, 'colony_name', '')!r}, s3={self.store!r}, workers={self.workers})"
 
+    def close(self) -> None:
+        """Release the S3 connection pools (the Colonies client belongs to whoever passed it in)."""
+        self.store.close()
+
     # == planning ======================================================================
     def plan(self, local_dir: str | os.PathLike[str], label: str, keep_local: bool) -> SyncPlan:
         """Compare ``local_dir`` (and its sub-directories) with ``label`` (and its sub-labels)."""

@@ -132,6 +132,16 @@ class S3Store:
                                         attempts=self.max_attempts)
         return self._lean
 
+    def close(self) -> None:
+        """Release both connection pools (boto3's and the lean one); the store can be used again after."""
+        with self._lock:
+            lean, self._lean = self._lean, None
+            client, self._client = self._client, None
+        if lean is not None:
+            lean.close()
+        if client is not None:
+            client.close()
+
     @property
     def transfer_config(self):
         if self._transfer_config is None:

@@ -18,7 +18,7 @@ from pollinator.cli import common, output
 from pollinator.colonies import crypto
 from pollinator.colonies.models import ProcessState
 from pollinator.errors import JobFailed, ProjectError, SyncError
-from pollinator.run import Job, JobResult
+from pollinator.run import Job, JobResult, ProcessHandle
 from pollinator.run.follow import INTERACTIVE
 from pollinator.spec import spec_json
 
@@ -53,7 +53,7 @@ def _report(result: JobResult) -> None:
         output.print_info(f"  {result.dashboard_url}")
 
 
-def _follow_to_end(job: Job, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
+def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
     try:
         for line in job.follow(**INTERACTIVE):
             output.write_log(line.message)
@@ -133,7 +133,8 @@ def run_command(
         if not follow:
             output.print_info(f"follow it with: pollinator attach {process_id}")
             return
-        _follow_to_end(job, project_dir, detach)
+        assert job.handle is not None  # submit() recorded it
+        _follow_to_end(job.handle, project_dir, detach)
 
 
 def attach_command(
@@ -146,7 +147,7 @@ def attach_command(
     settings = common.load_settings()
     if result_dir is None and Path("project.yaml").exists():
         result_dir = Path("cfs") / "result"
-    with Job.attach(settings, process_id, result_dir=result_dir) as job:
-        state = job.client.get_process(process_id).state
+    with ProcessHandle.attach(settings, process_id, result_dir=result_dir) as handle:
+        state = handle.client.get_process(process_id).state
         output.print_info(f"attached to process {process_id} ({ProcessState(state).name})")
-        _follow_to_end(job, Path(".") if Path(".pollinator").is_dir() else None, detach)
+        _follow_to_end(handle, Path(".") if Path(".pollinator").is_dir() else None, detach)

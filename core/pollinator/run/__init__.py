@@ -3,6 +3,7 @@
 from pollinator.run.follow import afollow_logs, follow_logs
 from pollinator.run.job import Job
 from pollinator.run.options import JobOptions
+from pollinator.run.handle import ProcessHandle
 from pollinator.run.result import JobResult
 
 
@@ -13,4 +14,4 @@ def remote_function_job(settings, func, args=(), kwargs=None, **options):
     return _make(settings, func, args, kwargs, **options)
 
 
-__all__ = ["Job", "JobOptions", "JobResult", "follow_logs", "afollow_logs", "remote_function_job"]
+__all__ = ["Job", "JobOptions", "JobResult", "ProcessHandle", "follow_logs", "afollow_logs", "remote_function_job"]

@@ -32,11 +32,17 @@ INTERACTIVE = {"first_interval": FIRST_INTERVAL, "age_fraction": 0.1}  # pacing 
 
 
 class LogCursor:
-    """Which lines are new, given overlapping batches."""
+    """Which lines are new, given overlapping batches.
+
+    ``since`` is a cursor handed over from elsewhere (a trigger's event, a
+    resumed worker): every line stamped up to and including it was delivered
+    there, so the lines at exactly ``since`` are skipped too.
+    """
 
     def __init__(self, since: int = 0):
         self.last_timestamp = since
         self._seen_at_last: Counter[str] = Counter()
+        self._all_seen_at_last = since > 0
 
     def query_since(self) -> int:
         return self.last_timestamp - 1 if self.last_timestamp > 0 else 0
@@ -48,12 +54,15 @@ class LogCursor:
             if log.timestamp < self.last_timestamp:
                 continue
             if log.timestamp == self.last_timestamp:
+                if self._all_seen_at_last:
+                    continue
                 if pending[log.message] > 0:
                     pending[log.message] -= 1
                     continue
                 self._seen_at_last[log.message] += 1
             else:
                 self.last_timestamp = log.timestamp
+                self._all_seen_at_last = False
                 self._seen_at_last = Counter({log.message: 1})
                 pending = Counter()
             fresh.append(log)

@@ -1,15 +1,23 @@
-"""The one run pipeline: sync up, snapshot, build the spec, submit, follow, wait, bring results home.
+"""What to run: job options -> function spec -> submission.
 
-The CLI, the Airflow operator/trigger and the Prefect task all drive a
-:class:`Job`; none of them talks to ColonyOS or S3 on its own.
+:class:`Job` is "what to run" (its options, its spec, its submission);
+``Job.submit()`` records a :class:`pollinator.run.handle.ProcessHandle`,
+"a process that exists", which follows, waits, cancels and fetches results.
+The CLI, the Airflow operator/trigger and the Prefect task all drive these
+two; none of them talks to ColonyOS or S3 on its own.
+
+Deprecated delegations, kept so callers move at their own pace: ``Job.attach``
+(use :meth:`ProcessHandle.attach`), ``Job.bind``, and the process methods on a
+job (``follow``, ``afollow``, ``wait``, ``cancel``, ``is_final``,
+``fetch_results``, ``result``, ``finish``): use ``job.handle``'s.
+``Job.run``/``Job.arun`` (submit, then watch and finish the handle) stay.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional
 
 from pollinator.colonies import crypto
 from pollinator.colonies.models import (
@@ -23,40 +31,46 @@ from pollinator.colonies.models import (
     SyncDirMount,
 )
 from pollinator.config import Settings
-from pollinator.errors import JobFailed, JobTimeout, ProjectError
-from pollinator.run.follow import afollow_logs, follow_logs
+from pollinator.errors import ProjectError
+from pollinator.run.handle import RUN_ID_ENV, Connections, LogHandler, ProcessHandle
 from pollinator.run.options import JobOptions
 from pollinator.run.result import JobResult
 from pollinator.run.token import TOKEN_ENV, find_by_token, token_label
 from pollinator import spec as specs
 
+if TYPE_CHECKING:
+    from pollinator.cfs import CFS
+    from pollinator.colonies.client import ColoniesClient
+    from pollinator.project import Project
+
 log = logging.getLogger(__name__)
 
-LogHandler = Callable[[str], Any]
 # A process with our token in one of these states is ours to follow; a FAILED or
 # CANCELLED one was a finished attempt, and submitting again is what a retry means.
 REATTACHABLE = (ProcessState.WAITING, ProcessState.RUNNING, ProcessState.SUCCESS)
 DRY_RUN_SNAPSHOT = "<snapshot>"
+DRY_RUN_RUN_ID = "<run_id>"
 
 
 class Job:
-    """One ColonyOS process, from submission to results. Not thread-safe; cheap to create."""
+    """What to run: options -> spec -> submit. Not thread-safe; cheap to create.
+
+    After :meth:`submit`, :attr:`handle` is the submitted (or re-attached)
+    process; it shares this job's connections, and closing either closes them.
+    """
 
     def __init__(self, settings: Settings, options: Optional[JobOptions] = None, *, token: Optional[str] = None,
-                 project=None, process_id: Optional[str] = None):
+                 project: Optional["Project"] = None, process_id: Optional[str] = None):
         self.settings = settings
         self.options = options
         self.project = project
         self.token = token
-        self.process_id: Optional[str] = process_id
-        self.process: Optional[Process] = None
+        self.run_id = ""  # minted by submit(); a re-attach takes the process's own
         self.attached = False  # True when submit() found an earlier process with our token
-        self._client = None
-        self._cfs = None
-        self._last_log_ts = 0
-        # for attached jobs (no options): where results go, and the label they come from if known
-        self._attached_result_dir: Optional[Path] = None
-        self._attached_result_label = ""
+        self.connections = Connections(settings)
+        self.handle: Optional[ProcessHandle] = None
+        if process_id:
+            self._bind_handle(process_id)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -87,17 +101,26 @@ class Job:
     @classmethod
     def attach(cls, settings: Settings, process_id: str, *, result_dir: Optional[Path] = None,
                result_label: str = "") -> "Job":
-        """Pick up a process submitted earlier (by us, another run, or another system)."""
-        job = cls(settings, None, process_id=process_id)
-        job._attached_result_dir = Path(result_dir) if result_dir else None
-        job._attached_result_label = result_label
+        """Deprecated: use :meth:`ProcessHandle.attach`. A job with no options standing for ``process_id``."""
+        job = cls(settings, None)
+        job.handle = ProcessHandle(settings, process_id, result_dir=result_dir, result_label=result_label,
+                                   connections=job.connections)
         job.attached = True
         return job
 
     def bind(self, process_id: str) -> "Job":
-        """Make this job stand for an existing process: submit() becomes a no-op, results use our options."""
-        self.process_id, self.process, self.attached = process_id, None, True
+        """Deprecated: make this job stand for an existing process (submit() becomes a no-op)."""
+        self._bind_handle(process_id)
+        self.attached = True
         return self
+
+    def _bind_handle(self, process_id: str, process: Optional[Process] = None) -> ProcessHandle:
+        """The handle of ``process_id``; what it knows of the run comes from our options when we have them."""
+        label = self.result_label if self.options is not None else ""
+        result_dir = self.options.result_dir if self.options is not None else None
+        self.handle = ProcessHandle(self.settings, process_id, result_dir=result_dir, result_label=label,
+                                    run_id=self.run_id, process=process, connections=self.connections)
+        return self.handle
 
     @staticmethod
     def find_existing(settings: Settings, token: str) -> Optional[Process]:
@@ -107,24 +130,27 @@ class Job:
 
     # -- plumbing ----------------------------------------------------------------------
     @property
-    def client(self):
-        if self._client is None:
-            self._client = self.settings.client()
-        return self._client
+    def client(self) -> "ColoniesClient":
+        return self.connections.client
 
     @property
-    def cfs(self):
-        if self._cfs is None:
-            from pollinator.cfs import CFS
+    def cfs(self) -> "CFS":
+        return self.connections.cfs
 
-            self._cfs = CFS(self.client, self.settings.require_s3())
-        return self._cfs
+    @property
+    def process_id(self) -> Optional[str]:
+        return self.handle.process_id if self.handle is not None else None
+
+    @property
+    def process(self) -> Optional[Process]:
+        return self.handle.process if self.handle is not None else None
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-            self._cfs = None
+        """Close the clients and S3 pools (shared with :attr:`handle`)."""
+        self.connections.close()
+
+    async def aclose(self) -> None:
+        await self.connections.aclose()
 
     def __enter__(self) -> "Job":
         return self
@@ -149,19 +175,13 @@ class Job:
     @property
     def result_label(self) -> str:
         if self.options is None:
-            if self._attached_result_label:
-                return self._attached_result_label
-            process = self.process or self.client.get_process(self._require_id())
-            for mount in process.spec.fs.dirs or []:
-                if mount.label.endswith("/result"):
-                    return mount.label
-            return ""
+            return self._require_handle().result_label
         return self.options.result_label or self.labels.result
 
     @property
     def result_dir(self) -> Optional[Path]:
         if self.options is None:
-            return self._attached_result_dir
+            return self._require_handle().result_dir
         return self.options.result_dir
 
     # -- the spec ------------------------------------------------------------------------
@@ -194,6 +214,7 @@ class Job:
         env["POLLINATOR_RESULT_DIR"] = f"{specs.CFS_MOUNT}{result_label}"
         if self.token:
             env[TOKEN_ENV] = self.token
+        env[RUN_ID_ENV] = self.run_id or DRY_RUN_RUN_ID
         spec = specs.build_spec(
             self.settings.colony_name, project_name=o.name, snapshot_id=snap, image=o.image, cmd=o.cmd, args=args,
             env=env, executor_names=o.executor_names, executor_type=o.executor_type, nodes=o.nodes,
@@ -205,7 +226,7 @@ class Job:
 
     # -- submit --------------------------------------------------------------------------
     def submit(self, reattach: bool = True) -> str:
-        """Upload src/data, snapshot src, submit; returns the process id.
+        """Upload src/data, snapshot src, submit; returns the process id and records :attr:`handle`.
 
         With a token, a process submitted earlier with the same token that is
         waiting, running or succeeded is re-attached instead (the caller
@@ -213,16 +234,18 @@ class Job:
         ``reattach=False`` skips that lookup (five calls) when the caller has
         just minted the token, so nothing can carry it yet.
         """
-        if self.process_id:
-            return self.process_id
+        if self.handle is not None:
+            return self.handle.process_id
         o = self._opts
         self.spec()  # validate everything before the first byte moves
         if self.token and reattach:
             existing = find_by_token(self.client, self.token)
             if existing is not None and existing.state in REATTACHABLE:
                 log.info("re-attaching to process %s submitted earlier with the same token", existing.processid)
-                self.process_id, self.process, self.attached = existing.processid, existing, True
-                return existing.processid
+                self.run_id = (existing.spec.env or {}).get(RUN_ID_ENV, "")
+                self.attached = True
+                return self._bind_handle(existing.processid, existing).process_id
+        self.run_id = crypto.random_id()
         labels = self.labels
         snapshot_id = None
         if o.src_dir and Path(o.src_dir).is_dir():
@@ -234,97 +257,52 @@ class Job:
                        for name, label in o.inputs.items()}
         spec = self.spec(snapshot_id or DRY_RUN_SNAPSHOT, input_snaps)
         process = self.client.submit(spec)
-        self.process_id, self.process = process.processid, process
         log.info("submitted process %s", process.processid)
-        return process.processid
+        return self._bind_handle(process.processid, process).process_id
 
-    # -- follow / wait -----------------------------------------------------------------
-    def _require_id(self) -> str:
-        if not self.process_id:
+    def _require_handle(self) -> ProcessHandle:
+        if self.handle is None:
             raise ProjectError("the job has not been submitted yet: call submit() first")
-        return self.process_id
+        return self.handle
 
+    def _require_id(self) -> str:
+        return self._require_handle().process_id
+
+    # -- deprecated delegations to the handle ----------------------------------------------
     def follow(self, since: Optional[int] = None, deadline: Optional[float] = None, **pacing: float) -> Iterator[Log]:
-        """Live log lines until the process is final (TimeoutError past ``deadline``, a monotonic time).
+        """Deprecated: ``job.handle.follow``."""
+        return self._require_handle().follow(since, deadline, **pacing)
 
-        ``pacing`` tunes polling (``min_interval``, ``max_interval``, ``age_fraction``...; see
-        :mod:`pollinator.run.follow`), e.g. ``**follow.INTERACTIVE`` for a person waiting at a terminal.
-        """
-        follower = follow_logs(self.client, self._require_id(), self._last_log_ts if since is None else since,
-                               deadline=deadline, **pacing)
-        for line in follower:
-            self._last_log_ts = follower.last_timestamp
-            yield line
-        self.process = follower.process
-
-    async def afollow(self, since: Optional[int] = None, **pacing: float) -> AsyncIterator[Log]:
-        """:meth:`follow` for asyncio callers (same ``pacing`` knobs)."""
-        async with self.settings.async_client() as aclient:
-            follower = afollow_logs(aclient, self._require_id(), self._last_log_ts if since is None else since,
-                                    **pacing)
-            async for line in follower:
-                self._last_log_ts = follower.last_timestamp
-                yield line
-            self.process = follower.process
+    def afollow(self, since: Optional[int] = None, **pacing: float) -> AsyncIterator[Log]:
+        """Deprecated: ``job.handle.afollow``."""
+        return self._require_handle().afollow(since, **pacing)
 
     def wait(self, timeout: Optional[float] = None, poll: float = 0.5) -> Process:
-        """Block until the process is final (raises JobTimeout after ``timeout`` seconds)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = min(0.05, poll)  # short jobs end fast; long ones settle at `poll`
-        while True:
-            self.process = self.client.get_process(self._require_id())
-            if ProcessState(self.process.state).is_final:
-                return self.process
-            if deadline is not None and time.monotonic() > deadline:
-                raise JobTimeout(f"process {self.process_id} not finished after {timeout:.0f} s",
-                                 process_id=self.process_id or "", state=ProcessState(self.process.state).name)
-            time.sleep(interval)
-            interval = min(poll, interval * 1.5)
+        """Deprecated: ``job.handle.wait``."""
+        return self._require_handle().wait(timeout, poll)
 
     def cancel(self) -> None:
-        """Cancel the remote process (no-op when it is already final)."""
-        pid = self._require_id()
-        process = self.client.get_process(pid)
-        if not ProcessState(process.state).is_final:
-            self.client.cancel_process(pid)
-            log.info("cancelled process %s", pid)
+        """Deprecated: ``job.handle.cancel``."""
+        self._require_handle().cancel()
 
     def is_final(self) -> bool:
-        if not self.process_id:
-            return False
-        self.process = self.client.get_process(self.process_id)
-        return ProcessState(self.process.state).is_final
+        """Deprecated: ``job.handle.is_final``."""
+        return self.handle is not None and self.handle.is_final()
 
-    # -- results --------------------------------------------------------------------------
     def fetch_results(self) -> list[str]:
-        """Download the result label into result_dir; returns the result files (relative paths)."""
-        label, target = self.result_label, self.result_dir
-        if not label:
-            return []
-        names = self._label_files(label)
-        if target is not None and names:
-            Path(target).mkdir(parents=True, exist_ok=True)
-            self.cfs.pull(label, Path(target))
-        return names
-
-    def _label_files(self, label: str) -> list[str]:
-        names = []
-        for lab in self.client.get_file_labels(label, exact=False):
-            if lab.name != label and not lab.name.startswith(label + "/"):
-                continue  # prefix match also returns /x/result2
-            rel = lab.name[len(label):].strip("/")
-            names.extend(f"{rel}/{f.name}" if rel else f.name for f in self.client.get_files(lab.name))
-        return sorted(names)
+        """Deprecated: ``job.handle.fetch_results``."""
+        return self._require_handle().fetch_results()
 
     def result(self) -> JobResult:
-        process = self.process or self.client.get_process(self._require_id())
-        executor = ""
-        if process.assignedexecutorid:
-            names = {e.executorid: e.executorname for e in self.client.get_executors() or []}
-            executor = names.get(process.assignedexecutorid, "")
-        return JobResult.from_process(process, result_label=self.result_label,
-                                      result_dir=str(self.result_dir or ""),
-                                      dashboard_url=self.settings.process_url(process.processid), executor=executor)
+        """Deprecated: ``job.handle.result``."""
+        return self._require_handle().result()
+
+    def finish(self) -> JobResult:
+        """Wait for the end, fetch results on SUCCESS, return the result (JobFailed otherwise).
+
+        Subclasses add to the outcome here (a remote function's return value).
+        """
+        return self._require_handle().finish()
 
     # -- all of it -----------------------------------------------------------------------
     def run(self, on_log: Optional[LogHandler] = None, timeout: Optional[float] = None,
@@ -336,22 +314,10 @@ class Job:
         running on the cluster that nobody waits for.
         """
         self.submit()
+        handle = self._require_handle()
         if on_submit:
-            on_submit(self._require_id())
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            if on_log is None:  # nobody reads the lines: just wait for the end
-                self.wait(timeout=timeout)
-            else:
-                for line in self.follow(deadline=deadline):
-                    _emit(on_log, line)
-        except (TimeoutError, JobTimeout):
-            self._cancel_quietly()
-            raise JobTimeout(f"process {self.process_id} exceeded the client timeout of {timeout:.0f} s",
-                             process_id=self.process_id or "", state="RUNNING") from None
-        except BaseException:
-            self._cancel_quietly()
-            raise
+            on_submit(handle.process_id)
+        handle.watch(on_log, timeout)
         return self.finish()
 
     async def arun(self, on_log: Optional[LogHandler] = None, timeout: Optional[float] = None,
@@ -360,24 +326,15 @@ class Job:
         import asyncio  # here, not at the top: the sync CLI should not pay asyncio's import
 
         await asyncio.to_thread(self.submit)
+        handle = self._require_handle()
         if on_submit:
-            on_submit(self._require_id())
-        async def _stream() -> None:
-            async for line in self.afollow():
-                _emit(on_log, line)
-
-        try:
-            await asyncio.wait_for(_stream(), timeout)
-        except BaseException as exc:
-            await asyncio.to_thread(self._cancel_quietly)
-            if isinstance(exc, TimeoutError):
-                raise JobTimeout(f"process {self.process_id} exceeded the client timeout of {timeout:.0f} s",
-                                 process_id=self.process_id or "", state="RUNNING") from None
-            raise
+            on_submit(handle.process_id)
+        await handle.awatch(on_log, timeout)
         return await asyncio.to_thread(self.finish)
 
     def _cancel_quietly(self) -> None:
-        if not self.process_id and self.token:
+        """Cancel whatever this job submitted, even if submit() was interrupted before learning the id."""
+        if self.handle is None and self.token:
             # interrupted inside submit(): the server may have created the process before we learnt its id
             try:
                 found = find_by_token(self.client, self.token)
@@ -386,34 +343,6 @@ class Job:
                 return
             if found is None or found.state not in REATTACHABLE:
                 return
-            self.process_id = found.processid
-        if not self.process_id:
-            return
-        try:
-            self.cancel()
-        except Exception as exc:  # the original error matters more; say what we could not do
-            log.warning("could not cancel process %s: %s", self.process_id, exc)
-
-    def finish(self) -> JobResult:
-        """Wait for the end, fetch results on SUCCESS, and return the result (JobFailed otherwise).
-
-        For a caller that already streamed the logs elsewhere (an Airflow
-        trigger) and only needs the outcome: no log line is read again.
-        """
-        process = self.wait()
-        files: list[str] = []
-        if process.state == ProcessState.SUCCESS:
-            files = self.fetch_results()
-        result = self.result().model_copy(update={"result_files": files})
-        if not result.ok:
-            detail = "; ".join(result.errors) or "no error message from the executor"
-            raise JobFailed(f"process {result.process_id} ended {result.state}: {detail}",
-                            process_id=result.process_id, state=result.state, errors=result.errors, result=result)
-        return result
-
-
-def _emit(on_log: Optional[LogHandler], line: Log) -> None:
-    if on_log is None:
-        return
-    for text in line.message.splitlines() or [""]:
-        on_log(text)
+            self._bind_handle(found.processid, found)
+        if self.handle is not None:
+            self.handle.cancel_quietly()
