@@ -37,6 +37,7 @@ class JobFailed(PollinatorError):
         self.state = state
         self.errors = list(errors or [])
         self.result = result  # the JobResult, when the process got that far
+        self.exit_code = getattr(result, "exit_code", None)  # the command's real exit code, when known
 
 
 class JobTimeout(JobFailed):

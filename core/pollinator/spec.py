@@ -71,6 +71,13 @@ def labels(project_name: str) -> ProjectLabels:
     return ProjectLabels(src=f"{base}/src", data=f"{base}/data", result=f"{base}/result")
 
 
+def run_dir(project_name: str, run_id: str) -> str:
+    """``/pollinator/<p>/runs/<run_id>``: where one run's own files live (its label, and its dir under ``/cfs``)."""
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise ProjectError(f"run id {run_id!r} is not usable in a path")
+    return f"{LABEL_ROOT}/{_checked_name(project_name)}/runs/{run_id}"
+
+
 def project_dir(project_name: str) -> str:
     """The project directory on the executor (``$PROJECT_DIR``)."""
     return f"{CFS_MOUNT}{LABEL_ROOT}/{_checked_name(project_name)}"

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Option
 from pollinator.colonies.models import Log, Process, ProcessState
 from pollinator.config import Settings
 from pollinator.errors import JobFailed, JobTimeout, ProjectError
+from pollinator.launcher import INTERNAL_DIR
+from pollinator.run import exit_record
 from pollinator.run.follow import afollow_logs, follow_logs
 from pollinator.run.result import JobResult
 
@@ -268,7 +270,9 @@ class ProcessHandle:
         names = self._label_files(label)
         if target is not None and names:
             target.mkdir(parents=True, exist_ok=True)
-            self.cfs.pull(label, target)
+            plan = self.cfs.plan_pull(label, target)
+            plan.labels = [lp for lp in plan.labels if not _is_internal(lp.rel_dir)]
+            self.cfs.apply(plan)
         return names
 
     def _label_files(self, label: str) -> list[str]:
@@ -277,6 +281,8 @@ class ProcessHandle:
             if lab.name != label and not lab.name.startswith(label + "/"):
                 continue  # prefix match also returns /x/result2
             rel = lab.name[len(label):].strip("/")
+            if _is_internal(rel):
+                continue  # the run's own files (exit record, return value) are not the user's results
             names.extend(f"{rel}/{f.name}" if rel else f.name for f in self.client.get_files(lab.name))
         return sorted(names)
 
@@ -298,13 +304,28 @@ class ProcessHandle:
         trigger) and only needs the outcome: no log line is read again.
         """
         process = self.wait()
-        files = self.fetch_results() if process.state == ProcessState.SUCCESS else []
+        failed = self.exit_failure() if process.state == ProcessState.SUCCESS else None
+        files = self.fetch_results() if process.state == ProcessState.SUCCESS and failed is None else []
         result = self.result().model_copy(update={"result_files": files})
+        if failed is not None:
+            message, code = failed
+            result = result.model_copy(update={"state": "FAILED", "errors": [message, *result.errors],
+                                               "exit_code": code})
         if not result.ok:
             detail = "; ".join(result.errors) or "no error message from the executor"
             raise JobFailed(f"process {result.process_id} ended {result.state}: {detail}",
                             process_id=result.process_id, state=result.state, errors=result.errors, result=result)
         return result
+
+    def exit_failure(self) -> Optional[tuple[str, Optional[int]]]:
+        """Why a SUCCESS is not one, from the launcher's exit record (None: it is, or the run has no launcher).
+
+        The Kube executor closes SUCCESS whatever the exit code; see :mod:`pollinator.run.exit_record`.
+        """
+        process = self._spec_process()
+        if not exit_record.uses_launcher(process.spec) or not self.result_label:
+            return None
+        return exit_record.failure(exit_record.read_records(self.cfs, self.result_label), self.process_id)
 
     # -- follow to the end ---------------------------------------------------------------------
     def watch(self, on_log: Optional[LogHandler] = None, timeout: Optional[float] = None) -> Process:
@@ -358,6 +379,10 @@ def result_label_of(process: Process) -> str:
         if mount.label.endswith("/result"):
             return mount.label
     return ""
+
+
+def _is_internal(rel_dir: str) -> bool:
+    return rel_dir == INTERNAL_DIR or rel_dir.startswith(INTERNAL_DIR + "/")
 
 
 def emit(on_log: Optional[LogHandler], line: Log) -> None:

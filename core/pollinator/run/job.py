@@ -198,10 +198,10 @@ class Job:
             args = [specs.source_path(o.name, snapshot_id or DRY_RUN_SNAPSHOT, o.source), *args]
         env = dict(o.env)
         mounts: list[SnapshotMount] = []
-        run_key = snapshot_id if snapshot_id and snapshot_id != DRY_RUN_SNAPSHOT else "<run>"
-        for name, label in o.inputs.items():
+        run_id = self.run_id or DRY_RUN_RUN_ID  # each run mounts its inputs in its own dir; only a dry run shows
+        for name, label in o.inputs.items():  # the placeholder (submit() mints the run id before the real spec)
             snap_id = (input_snapshots or {}).get(name, f"<snapshot of {label}>")
-            rel = f"{specs.LABEL_ROOT}/{o.name}/{run_key}/inputs/{name}"
+            rel = f"{specs.run_dir(o.name, run_id)}/inputs/{name}"
             mounts.append(SnapshotMount(snapshotid=snap_id, label=label, dir=rel, keepfiles=False,
                                         keepsnapshot=False))
             env[f"POLLINATOR_INPUT_{name.upper()}"] = f"{specs.CFS_MOUNT}{rel}"

@@ -25,6 +25,8 @@ class JobResult(BaseModel):
     ended_at: Optional[datetime] = None
     seconds: Optional[float] = None
     return_value: Any = None
+    exit_code: Optional[int] = Field(None, description="the command's exit code from the launcher's exit record, "
+                                                       "when it failed (None: succeeded, or unknown)")
 
     @property
     def ok(self) -> bool:
