@@ -12,7 +12,7 @@ from pollinator.colonies import crypto
 from pollinator.colonies.rpc import decode_reply, encode_envelope
 from pollinator.errors import AccessDenied, BadRequest, ColoniesError, NotFound, ServerError
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "colonies-protocol"
+CAPTURES = Path(__file__).resolve().parent / "data" / "colonies-protocol"  # see its README.md
 
 
 def test_signature_and_id_are_byte_identical_to_pycolonies():

@@ -10,7 +10,7 @@ import pytest
 
 from pollinator.colonies import models as m
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "colonies-protocol"
+CAPTURES = Path(__file__).resolve().parent / "data" / "colonies-protocol"  # see its README.md
 
 # msgtype -> model for a dict reply, or for each item of a list reply
 REPLY_MODELS: dict[str, type[m.WireModel]] = {
@@ -54,7 +54,7 @@ EXCHANGES = _exchanges()
 
 
 def test_capture_folder_is_there():
-    assert len(EXCHANGES) >= 60, "the shared capture folder should hold the real server's exchanges"
+    assert len(EXCHANGES) >= 60, "the capture folder (tests/data/colonies-protocol) should hold the real server's exchanges"
 
 
 def _model_for(exchange: dict[str, Any]) -> type[m.WireModel] | None:

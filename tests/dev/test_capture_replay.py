@@ -1,7 +1,7 @@
 """Replay every captured request against the local server and diff the replies.
 
-The captures (/work/shared/colonies-protocol/*.json) were taken from the real
-Go server in one session; ``_summary.json`` lists them in capture order. We
+The captures (tests/data/colonies-protocol/*.json, see its README.md) were taken
+from the real Go server in one session; ``_summary.json`` lists them in capture order. We
 replay in that order, recreating the state each one needed, map the captured
 ids (processes, files, snapshots, executor, log timestamps) to ours, and
 compare HTTP status, error text and the reply's shape (keys, recursively,
@@ -21,16 +21,13 @@ import pytest
 from pollinator.colonies import crypto
 from server_harness import Colony_, ServerThread
 
-CAPTURES = Path("/work/shared/colonies-protocol")
+CAPTURES = Path(__file__).resolve().parents[1] / "data" / "colonies-protocol"
 NOT_REQUESTS = {"_summary", "field_compare", "pycolonies_compat", "extra_probes", "rpc_envelope_example"}
 TIME_FIELDS = {"submissiontime", "starttime", "endtime", "waitdeadline", "execdeadline", "commissiontime",
                "lastheardfromtime", "added"}
 VOLATILE = {"processid", "targetid", "attributeid", "assignedexecutorid", "initiatorid", "executorid", "fileid",
             "snapshotid", "fileids", "prioritytime", "timestamp", "sequencenr", "colonyid", "checksum", "object",
             "s3filename", "size", "files", "name", "accesskey", "secretkey", "server", "port"}
-
-pytestmark = pytest.mark.skipif(not CAPTURES.is_dir(), reason="captures not available")
-
 
 def load(name: str) -> dict[str, Any]:
     return json.loads((CAPTURES / f"{name}.json").read_text())

@@ -2,7 +2,7 @@
 
 Clients (the Go CLI, pycolonies, Pollinator) cannot tell it from the real one
 for the messages Pollinator uses: same envelope, same replies, same status
-codes and error texts (see /work/shared/colonies-protocol and tests/dev).
+codes and error texts (see tests/data/colonies-protocol and tests/dev).
 
 Routes: ``POST /api`` (RPC envelope), ``GET /health``, websocket ``/pubsub``
 (``subscribeprocessmsg``). Run it with::
