@@ -66,3 +66,37 @@ def test_ignored_exit_codes_close_success_like_kube(tmp_path):
 def test_unknown_exit_code_mode():
     with pytest.raises(ValueError, match="exit_codes='maybe'"):
         Conformance(exit_codes="maybe")
+
+
+# -- the launcher on the local executor ----------------------------------------------------------------
+
+def _launcher_job(tmp_path, cmd: str):
+    from pollinator.launcher import Launcher, spec_command
+
+    fs = tmp_path / "fs"
+    path = fs / "pollinator/p/runs/r/files/launch.sh"
+    path.parent.mkdir(parents=True)
+    (fs / "pollinator/p/runs/r/result").mkdir(parents=True)  # the result sync dir, staged by a real run
+    path.write_bytes(Launcher(cmd=cmd, env={"OUT": "/cfs/pollinator/p/runs/r/result/b.txt"}).data())
+    return process({"cmd": spec_command("/cfs/pollinator/p/runs/r/files/launch.sh"), "docker-image": ""},
+                   env={"POLLINATOR_RESULT_DIR": "/cfs/pollinator/p/runs/r/result"}, **GOOD), fs
+
+
+def test_launcher_paths_point_at_the_fs_dir_and_the_exit_record_is_written(tmp_path):
+    import json
+
+    proc, fs = _launcher_job(tmp_path, "echo 'a & b' > /cfs/pollinator/p/runs/r/result/a.txt && echo x > \"$OUT\"")
+    assert run(proc, tmp_path, Conformance(strict=True)).closed == ("success", [])
+    result = fs / "pollinator/p/runs/r/result"
+    assert (result / "a.txt").read_text() == "a & b\n" and (result / "b.txt").read_text() == "x\n"
+    record = json.loads((result / ".pollinator/exit.json").read_text())
+    assert record == {"exit_code": 0, "complete": True, "stage": "cmd", "process_id": "p" * 64, "rank": "0"}
+
+
+def test_launcher_records_the_real_exit_code_when_the_executor_says_success(tmp_path):
+    import json
+
+    proc, fs = _launcher_job(tmp_path, "echo failing; exit 7")
+    assert run(proc, tmp_path, Conformance(strict=True, exit_codes="ignore")).closed == ("success", [])
+    record = json.loads((fs / "pollinator/p/runs/r/result/.pollinator/exit.json").read_text())
+    assert record["exit_code"] == 7

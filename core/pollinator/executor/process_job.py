@@ -27,7 +27,8 @@ from pollinator.colonies.models import Process, ProcessState
 from pollinator.errors import ColoniesError, NotFound, PollinatorError
 from pollinator.executor.backend import AbortSignal, Backend, LaunchSpec, RunResult
 from pollinator.executor.fs_mounts import CfsLike, Mounts
-from pollinator.executor.launch import Plan, plan_execute
+from pollinator.executor import launcher_mount
+from pollinator.executor.launch import PathMapper, Plan, plan_execute
 from pollinator.executor.log_stream import LogShipper
 from pollinator.executor.strict import Conformance
 
@@ -225,6 +226,8 @@ class ProcessJob:
                      f"the command runs directly on the host")
         try:
             mounts.stage()
+            # a Pollinator launcher carries the job's cmd/args/env: its /cfs paths point here too
+            launcher_mount.localize(plan.command, PathMapper(self.fs_dir, self.process.spec.fs.mount, self.pid))
         except Exception as exc:  # noqa: BLE001 - any staging failure is the job's failure
             mounts.finish(upload=False)
             if self.abort.reason in (CANCELLED, LOST):
