@@ -10,7 +10,8 @@ is chosen for the request, in one of two ways:
 Fault kinds:
 
 * ``5xx``      - an error reply in the upstream's dialect (``flavor``: S3 XML or Colonies envelope), 503/502;
-  ``s3_500`` / ``colonies_500`` are the same with status 500 in the named dialect; nothing is forwarded
+  ``s3_500`` / ``colonies_500`` are the same with status 500 in the named dialect; ``s3_400`` is S3's
+  400 InvalidArgument (a request the server does not support); nothing is forwarded
 * ``drop``     - the connection is shut down before anything is forwarded
 * ``reset``    - the connection is reset (RST), at random before or after upstream acted on the request
 * ``slow``     - the upstream reply is held back ``slow_s`` seconds, then delivered intact
@@ -60,8 +61,9 @@ def error_reply(flavor: str, status: int) -> tuple[bytes, str]:
         # the Go server's content type for its JSON replies
         return json.dumps({"payloadtype": "error", "payload": payload, "error": True}).encode(), \
             "text/plain; charset=utf-8"
-    return (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>" + (b"InternalError" if status == 500 else
-            b"ServiceUnavailable") + b"</Code><Message>injected fault</Message></Error>"), "application/xml"
+    code = {500: b"InternalError", 400: b"InvalidArgument"}.get(status, b"ServiceUnavailable")
+    return (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>" + code
+            + b"</Code><Message>injected fault</Message></Error>"), "application/xml"
 
 
 class FaultProxy:
@@ -107,9 +109,9 @@ class FaultProxy:
             def _handle(self) -> None:
                 body = self._body()
                 fault = proxy._decide(self.command, self.path, body)
-                if fault in ("5xx", "s3_500", "colonies_500"):
-                    flavor = {"s3_500": "s3", "colonies_500": "colonies"}.get(fault, proxy.flavor)
-                    status = 500 if fault != "5xx" else (502 if flavor == "colonies" else 503)
+                if fault in ("5xx", "s3_500", "colonies_500", "s3_400"):
+                    flavor = {"s3_500": "s3", "colonies_500": "colonies", "s3_400": "s3"}.get(fault, proxy.flavor)
+                    status = {"5xx": 502 if flavor == "colonies" else 503, "s3_400": 400}.get(fault, 500)
                     data, ctype = error_reply(flavor, status)
                     self._send(status, [("Content-Type", ctype)], data)
                     return

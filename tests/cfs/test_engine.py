@@ -6,6 +6,7 @@ test_integration.py; these keep working (and fast) without it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def test_snapshot_roundtrip(cfs, fake, tmp_path):
 def test_large_file_multipart_and_progress(fake, s3, tmp_path):
     events = []
     cfs = CFS(fake, s3, workers=4, progress=events.append)
-    cfs.store.multipart_threshold = 5 * MiB
+    cfs.store.multipart_threshold = cfs.store.multipart_chunksize = 5 * MiB
     cfs.store.transfer_config.multipart_threshold = 5 * MiB
     cfs.store.transfer_config.multipart_chunksize = 5 * MiB
     data = os.urandom(12 * MiB + 3)
@@ -196,6 +197,11 @@ def test_large_file_multipart_and_progress(fake, s3, tmp_path):
     write(tmp_path / "src" / "small.txt", "s")
     cfs.sync(tmp_path / "src", "/big", True)
     assert events[-1].finished and events[-1].files_done == 2 and events[-1].bytes_done == len(data) + 1
+    rec = next(f for f in fake.files if f.name == "big.bin")
+    assert rec.checksum == hashlib.sha256(data).hexdigest()
+    head = cfs.store.client.head_object(Bucket=s3.bucket, Key=rec.ref.s3object.object, ChecksumMode="ENABLED")
+    assert head["ETag"].endswith('-3"') and head["ContentLength"] == len(data)  # three parts of 5 MiB
+    assert head.get("ChecksumCRC32")  # every part carried a CRC32 the server checked
     other = CFS(fake, s3)
     other.store.multipart_threshold = 5 * MiB
     other.pull("/big", tmp_path / "copy")

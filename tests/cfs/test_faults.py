@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cfs_fakes import s3_settings, tree, write
+from cfs_fakes import s3_settings, sha, tree, write
 from fault_proxy import FaultProxy
 from pollinator.cfs import CFS
 from pollinator.cfs.s3 import MiB
@@ -78,3 +78,67 @@ def test_persisting_s3_errors_raise_sync_error_naming_the_file(flaky, proxy, tmp
     with pytest.raises(SyncError, match="/doomed/doomed.txt") as err:
         flaky.sync(tmp_path / "src", "/doomed", True)
     assert "test-secret" not in str(err.value)
+
+
+def _multipart(cfs: CFS) -> None:
+    cfs.store.multipart_threshold = cfs.store.multipart_chunksize = 5 * MiB
+
+
+def part(n: int):
+    return lambda m, p, b: m == "PUT" and f"partNumber={n}&" in p
+
+
+def test_multipart_upload_resends_failed_parts_and_records_the_sha256(flaky, fake, proxy, tmp_path):
+    _multipart(flaky)
+    data = os.urandom(12 * MiB + 5)
+    write(tmp_path / "src" / "big.bin", data)
+    proxy.fail(part(2), "s3_500", times=2)
+    proxy.fail(part(3), "drop", times=1)
+    flaky.sync(tmp_path / "src", "/mp", True)
+    assert sum(r.hits for r in proxy.rules) == 3
+    rec = next(f for f in fake.files if f.name == "big.bin")
+    assert rec.checksum == sha(data) and rec.size == len(data)
+    proxy.clear()
+    flaky.pull("/mp", tmp_path / "copy")
+    assert (tmp_path / "copy" / "big.bin").read_bytes() == data
+
+
+def test_failed_multipart_upload_is_aborted_and_named(flaky, fake, proxy, tmp_path):
+    _multipart(flaky)
+    write(tmp_path / "src" / "big.bin", os.urandom(11 * MiB))
+    proxy.fail(part(2), "s3_500", times=None)
+    with pytest.raises(SyncError, match="/mpfail/big.bin") as err:
+        flaky.sync(tmp_path / "src", "/mpfail", True)
+    assert "test-secret" not in str(err.value)
+    assert not fake.files  # no record points at an object that is not there
+    assert any(m == "DELETE" and "uploadId=" in p for m, p in proxy.requests)
+    assert not flaky.store.client.list_multipart_uploads(Bucket=flaky.store.bucket).get("Uploads")
+
+
+def test_server_refusing_multipart_checksums_gets_plain_uploads(flaky, fake, proxy, tmp_path):
+    _multipart(flaky)
+    data = os.urandom(6 * MiB)
+    write(tmp_path / "src" / "big.bin", data)
+    proxy.fail(lambda m, p, b: m == "POST" and p.endswith("?uploads="), "s3_400", times=1)
+    flaky.sync(tmp_path / "src", "/plain", True)
+    assert proxy.rules[0].hits == 1 and flaky.store.lean.multipart_checksums is False
+    proxy.clear()
+    flaky.pull("/plain", tmp_path / "copy")
+    assert (tmp_path / "copy" / "big.bin").read_bytes() == data
+
+
+def test_file_growing_during_multipart_upload_is_not_recorded(flaky, fake, proxy, tmp_path):
+    _multipart(flaky)
+    big = tmp_path / "src" / "big.bin"
+    write(big, os.urandom(11 * MiB))
+
+    def append_on_part_2(method, path, body):
+        if part(2)(method, path, body):
+            with open(big, "ab") as f:
+                f.write(b"written while uploading")
+        return False
+
+    proxy.fail(append_on_part_2, "s3_500", times=None)
+    with pytest.raises(SyncError, match="changed while it was being synced"):
+        flaky.sync(tmp_path / "src", "/grow", True)
+    assert not [f for f in fake.files if f.name == "big.bin"]

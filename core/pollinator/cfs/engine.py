@@ -408,7 +408,7 @@ class CFS:
 
             with open(full, "rb") as f:
                 reader = HashingReader(f)
-                self.store.upload_large(key, reader, on_bytes)
+                self.store.upload_large(key, reader, on_bytes, size=pf.size)
             after = os.stat(full)
             if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 raise changed()

@@ -1,21 +1,24 @@
-"""The S3 side of ColonyFS: one boto3 client, small files in one request, big ones multipart.
+"""The S3 side of ColonyFS: uploads over lean signed requests, large downloads through boto3.
 
-Why not ``upload_file`` for everything: the transfer manager and botocore
-cost a few milliseconds of CPU per call, which dominates a 1 KiB file, so
-objects below ``multipart_threshold`` go through one lean SigV4-signed request
-(:mod:`pollinator.cfs.sigv4`) and larger ones through boto3's ``TransferConfig``
-multipart with ``max_concurrency`` parts in flight.
+Why not boto3 for everything: botocore costs a few milliseconds of CPU per
+call and ~0.25 s to build a client, which dominates a sync of small files, so
+every upload request (one PUT per small object, a multipart upload for large
+ones, the bucket check) goes through :mod:`pollinator.cfs.sigv4`: botocore's
+SigV4 signer over ``http.client``. Downloads of objects above
+``multipart_threshold`` use boto3's transfer manager (ranged GETs with
+``max_concurrency`` in flight); small ones are one signed GET.
 
-Retries: botocore's "standard" retry mode resends failed requests (5xx,
-throttling, connection errors) with backoff and the transfer manager re-reads
-a multipart download body that breaks off; the lean small-object path retries
-the same failures itself.
+Retries: the lean requests resend 5xx/429 and transport failures (a body that
+breaks off included) with backoff; botocore's "standard" retry mode does the
+same for boto3 calls, and the transfer manager re-reads a download body that
+breaks off.
 
 Credentials are always ours (``S3Settings``), never a file record's: the Go
 CLI stores its S3 keys in every record and we neither trust nor use them.
-Request/response checksums are left to S3 ("when_required"): ColonyFS verifies
-SHA-256 end to end, and moto/MinIO/older S3 gateways differ on flexible
-checksums.
+Integrity: ColonyFS verifies SHA-256 end to end (recorded on upload, checked
+on download); multipart parts also carry a CRC32 the server checks. boto3's
+own request/response checksums are left to S3 ("when_required"): moto, MinIO
+and older gateways differ on flexible checksums.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Optional
 
 from pollinator.config import S3Settings
 
-if TYPE_CHECKING:  # sigv4 pulls in urllib3: loaded with the first small transfer, not at import
+if TYPE_CHECKING:  # sigv4 pulls in botocore's signer: loaded with the first transfer, not at import
     from pollinator.cfs.sigv4 import LeanS3
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 MULTIPART_THRESHOLD = 16 * MiB
 MULTIPART_CHUNKSIZE = 16 * MiB
+MAX_PARTS = 10_000  # S3's limit per multipart upload
 
 ByteCallback = Callable[[int], None]
 
@@ -128,8 +132,7 @@ class S3Store:
                 if self._lean is None:
                     from pollinator.cfs.sigv4 import LeanS3
 
-                    self._lean = LeanS3(self.settings, pool_size=max(16, self.workers * 2),
-                                        attempts=self.max_attempts)
+                    self._lean = LeanS3(self.settings, attempts=self.max_attempts)
         return self._lean
 
     def close(self) -> None:
@@ -157,24 +160,20 @@ class S3Store:
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (the Go client does the same)."""
-        import botocore.exceptions
-
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except botocore.exceptions.ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status not in (404, 400):
-                raise
-            self.client.create_bucket(Bucket=self.bucket)
+        if not self.lean.bucket_exists():
+            self.lean.create_bucket()
 
     # -- upload ------------------------------------------------------------------
     def put_small(self, key: str, data: bytes) -> None:
         """One signed PUT (retried inside :class:`LeanS3`)."""
         self.lean.put(key, data)
 
-    def upload_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None) -> None:
-        self.client.upload_fileobj(fileobj, self.bucket, key, Config=self.transfer_config, Callback=on_bytes,
-                                   ExtraArgs={"ContentType": "application/octet-stream"})
+    def upload_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None,
+                     size: int = 0) -> None:
+        """A multipart upload, ``workers`` parts in flight; parts grow past the chunk size for huge files."""
+        part_size = max(self.multipart_chunksize, -(-size // MAX_PARTS))
+        self.lean.upload_multipart(key, fileobj, part_size=part_size, workers=max(2, self.workers),
+                                   on_bytes=on_bytes)
 
     # -- download ----------------------------------------------------------------
     def get_small(self, key: str, size: Optional[int] = None) -> bytes:
@@ -185,7 +184,7 @@ class S3Store:
         self.client.download_fileobj(self.bucket, key, fileobj, Config=self.transfer_config, Callback=on_bytes)
 
     def remove(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
+        self.lean.delete(key)
 
     def exists(self, key: str) -> bool:
         import botocore.exceptions
