@@ -33,9 +33,9 @@ def free_port() -> int:
 class ServerThread:
     """uvicorn serving create_app(data_dir, server_id) until stop()."""
 
-    def __init__(self, data_dir: Path, server_id: str, port: Optional[int] = None):
+    def __init__(self, data_dir: Path, server_id: str, port: Optional[int] = None, *, wake_all: bool = False):
         self.port = port or free_port()
-        self.app = create_app(data_dir, server_id)
+        self.app = create_app(data_dir, server_id, wake_all=wake_all)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 timeout_graceful_shutdown=1, access_log=False)
         self.server = uvicorn.Server(config)
@@ -104,8 +104,8 @@ class Colony_:
         return self
 
 
-def start_colony(data_dir: Path, name: str = "dev") -> Colony_:
+def start_colony(data_dir: Path, name: str = "dev", *, wake_all: bool = False) -> Colony_:
     server_key = crypto.generate_private_key()
-    server = ServerThread(data_dir, crypto.id_from_private_key(server_key)).start()
+    server = ServerThread(data_dir, crypto.id_from_private_key(server_key), wake_all=wake_all).start()
     colony = Colony_(server=server, name=name, server_key=server_key)
     return colony.setup()

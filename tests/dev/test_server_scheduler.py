@@ -204,3 +204,60 @@ def test_subscribe_process_immediate_and_later(colony: Colony_) -> None:
     t0 = time.perf_counter()
     assert _subscribe(colony, p.processid, 3, 1) == []  # never reached: closed at the timeout
     assert time.perf_counter() - t0 < 2.5
+
+
+def _two_waiters_then_named_submit(colony: Colony_, executor_type: str) -> tuple[object, object, str]:
+    """Executors a then b (one type) long-poll; a spec naming b is submitted; returns what each first poll got."""
+    owner, user = colony.client(colony.colony_key), colony.client(colony.user_key)
+    keys = {name: crypto.generate_private_key() for name in ("a", "b")}
+    for name, key in keys.items():
+        owner.add_executor(Executor(executorid=crypto.id_from_private_key(key), executortype=executor_type,
+                                    executorname=f"{executor_type}-{name}", colonyname="dev"))
+        owner.approve_executor(f"{executor_type}-{name}")
+    events = colony.server.app.state.ctx.events
+    got: dict = {}
+
+    def poll(name: str) -> None:
+        try:
+            got[name] = colony.client(keys[name]).assign(timeout=3)
+        except NotFound as exc:
+            got[name] = exc
+
+    threads = []
+    for n, name in enumerate(("a", "b"), start=1):  # a registers first, so round-robin wakes a first
+        threads.append(threading.Thread(target=poll, args=(name,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while events.waiting(executor_type) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events.waiting(executor_type) == n
+    submitted = user.submit(spec(conditions=Conditions(colonyname="dev", executortype=executor_type,
+                                                       executornames=[f"{executor_type}-b"])))
+    for thread in threads:
+        thread.join(10)
+    if isinstance(got["b"], NotFound):  # the named executor asks again after its long-poll, as on the real server
+        got["b again"] = colony.client(keys["b"]).assign(timeout=-1)
+    return got, keys, submitted.processid
+
+
+def test_submit_wakes_one_waiter_of_the_type_not_the_named_one(colony: Colony_) -> None:
+    """The Go server wakes ONE assign long-poll per submit, by executor type (round-robin), not by name:
+    the woken executor cannot take a process naming another, and the named one sees it only when its
+    own long-poll times out (FACTS, Added 2026-11-30)."""
+    got, _keys, pid = _two_waiters_then_named_submit(colony, "wake-by-type")
+    assert isinstance(got["a"], NotFound)  # woken, could not take it, waited on until its timeout
+    assert isinstance(got["b"], NotFound), "the named executor was woken; the real server would not wake it"
+    assert got["b again"].processid == pid
+    colony.client(_keys["b"]).close_successful(pid)
+
+
+def test_wake_all_mode_wakes_the_named_waiter(tmp_path) -> None:
+    """``wake_all`` (kinder than production, off by default) hands the process to the named waiter at once."""
+    kind = start_colony(tmp_path / "wake-all", wake_all=True)
+    try:
+        got, keys, pid = _two_waiters_then_named_submit(kind, "wake-all")
+        assert isinstance(got["a"], NotFound)
+        assert got["b"].processid == pid
+        kind.client(keys["b"]).close_successful(pid)
+    finally:
+        kind.server.stop()

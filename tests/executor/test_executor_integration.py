@@ -322,3 +322,34 @@ def test_log_lines_stream_while_the_job_runs(executor, client):
     assert seen_after < 1.5
     assert wait_final(client, p.processid).process_state == ProcessState.SUCCESS
     assert log_text(client, p.processid) == "first\nsecond\n"
+
+
+def test_named_process_starts_promptly_with_several_waiters_of_its_type(colony, client, tmp_path):
+    """Four executors of one type wait; the server (real-server mode) wakes ONE of them per submit, by type.
+    Each process names one executor and must still start within a generous bound (the pacing keeps a poll
+    start every ~0.5 s; a single 10 s long-poll took up to 10 s here). Not a timing benchmark: see
+    benchmarks/pickup_latency.py for the figures."""
+    from pollinator.colonies.models import parse_go_time
+    from pollinator.executor import LocalExecutor
+
+    kind = "pytest-pickup-type"
+    executors = [LocalExecutor(colony.settings, name=f"pickup-{i}", executor_type=kind, fs_dir=tmp_path / f"e{i}",
+                               max_jobs=2, register_with_colony_prvkey=colony.colony_key) for i in range(4)]
+    threads = [threading.Thread(target=ex.run_forever, daemon=True) for ex in executors]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: all(ex.pacer.polls >= 2 for ex in executors), 20, "every executor to be polling")
+        for ex in reversed(executors):
+            s = spec({"cmd": "true"}).model_copy(deep=True)
+            s.conditions.executortype = kind
+            s.conditions.executornames = [ex.name]
+            p = wait_final(client, client.submit(s).processid)
+            assert p.process_state == ProcessState.SUCCESS and p.assignedexecutorid == ex.executor_id
+            waited = (parse_go_time(p.starttime) - parse_go_time(p.submissiontime)).total_seconds()
+            assert waited < 4.0, f"{ex.name} started its process {waited:.1f} s after the submit"
+    finally:
+        for ex in executors:
+            ex.stop()
+        for thread in threads:
+            thread.join(30)

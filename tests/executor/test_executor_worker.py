@@ -60,7 +60,7 @@ def make(tmp_path, fake_assign, job_client, **kw) -> LocalExecutor:
     settings = Settings(host="127.0.0.1", port=1, colony_name="dev", prvkey=SecretStr(crypto.generate_private_key()))
     ex = LocalExecutor(settings, name="t", fs_dir=tmp_path / "fs", executor_prvkey=crypto.generate_private_key(),
                        cancel_poll=0.2, **kw)
-    ex._poll_client = fake_assign
+    ex._poll_clients = [fake_assign] * ex.poll_lanes
     ex.client = job_client
     ex.executor_id = "exec-id"
     return ex

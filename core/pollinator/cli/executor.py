@@ -63,8 +63,10 @@ def start(
                                           help="Local directory that stands for the jobs' /cfs mount "
                                                "(default: ~/.pollinator/executors/<name>)."),
     max_jobs: int = typer.Option(4, "--max-jobs", "-j", min=1, help="Jobs run at the same time."),
-    poll_timeout: int = typer.Option(10, "--poll-timeout", min=1, hidden=True,
-                                     help="Seconds each assign long-poll waits on the server."),
+    poll_timeout: int = typer.Option(1, "--poll-timeout", min=1, hidden=True,
+                                     help="Seconds each assign long-poll waits on the server (two overlap, "
+                                          "spread evenly: a process naming this executor starts within about "
+                                          "half of it)."),
     backend: str = typer.Option("local", "--backend", "-b", case_sensitive=False,
                                 help="Where jobs run: 'local' (subprocesses here) or 'slurm' (sbatch from this "
                                      "login node; site options from POLLINATOR_SLURM_* variables)."),

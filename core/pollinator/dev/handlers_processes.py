@@ -149,7 +149,8 @@ def close_failed(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
 
 @handler("assign process", lower_msgtype=True)
 async def assign(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
-    """Long-poll: retry on every queue change until ``timeout`` s; < 0 means one attempt."""
+    """Long-poll: try, then wait to be woken (one waiter of the type per submit, see events), until
+    ``timeout`` s; < 0 means one attempt."""
     colony = get_str(msg, "colonyname")
     timeout = get_int(msg, "timeout")
     avail_cpu, avail_mem = get_str(msg, "availablecpu"), get_str(msg, "availablemem")
@@ -163,7 +164,6 @@ async def assign(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
     mem = _UNLIMITED if avail_mem == "" else memory_to_bytes(avail_mem)
     deadline = time.monotonic() + timeout
     while True:
-        token = ctx.events.queue_token()
         assigned = ctx.controller.assign(executor, colony, cpu, mem)
         if assigned is not None:
             before, start = assigned
@@ -173,10 +173,14 @@ async def assign(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
         remaining = deadline - time.monotonic()
         if timeout < 0 or remaining <= 0:
             raise RPCError(404, "No process available for assignment")
+        # Registered after the attempt, as in Go; no signal can come in between (one event loop).
+        listener, woken = ctx.events.wait_for_waiting(executor["type"], executor["location"])
         try:
-            await asyncio.wait_for(token.wait(), remaining)
+            await asyncio.wait_for(woken.wait(), remaining)
         except asyncio.TimeoutError:
             raise RPCError(404, "No process available for assignment") from None
+        finally:
+            ctx.events.stop_waiting(executor["type"], executor["location"], listener)
 
 
 HANDLERS: dict[str, Handler] = {

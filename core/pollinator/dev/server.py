@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ HANDLERS: dict[str, Handler] = {
     **handlers_logs.HANDLERS,
     **handlers_files.HANDLERS,
 }
+WAKE_ALL_ENV = "POLLINATOR_DEV_WAKE_ALL"
 DEADLINE_PERIOD_S = 1.0  # the Go TimeoutLoop's RELEASE_PERIOD
 BUILD_VERSION, BUILD_TIME = "dev", "2026-02-01T00:00:00Z"
 _HEX = re.compile("[0-9a-fA-F]*")
@@ -240,16 +242,19 @@ async def _deadline_loop(ctx: Ctx) -> None:
             log.exception("deadline check failed")
 
 
-def create_app(data_dir: Path, server_id: str) -> Starlette:
-    """The ASGI app; ``server_id`` is the id of the server owner key (may add colonies)."""
+def create_app(data_dir: Path, server_id: str, *, wake_all: bool = False) -> Starlette:
+    """The ASGI app; ``server_id`` is the id of the server owner key (may add colonies).
+
+    ``wake_all``: a submit wakes every waiting assign, not just one of its type (which is what the
+    real server does, see ``pollinator.dev.events``); kinder than production, so never the default."""
     store = Store(Path(data_dir))
-    events = Events()
+    events = Events(wake_all=wake_all)
     ctx = Ctx(store=store, events=events, controller=Controller(store, events), server_id=server_id)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Fresh asyncio primitives for the loop actually serving (the app may be served more than once).
-        ctx.events = ctx.controller.events = Events()
+        ctx.events = ctx.controller.events = Events(wake_all=wake_all)
         checker = asyncio.create_task(_deadline_loop(ctx))
         try:
             yield
@@ -268,7 +273,8 @@ def create_app(data_dir: Path, server_id: str) -> Starlette:
     return app
 
 
-def serve(host: str, port: int, data_dir: Path, server_id: str, log_level: str = "warning") -> None:
+def serve(host: str, port: int, data_dir: Path, server_id: str, log_level: str = "warning", *,
+          wake_all: bool = False) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully and return (exit status 0)."""
     import uvicorn
 
@@ -283,7 +289,7 @@ def serve(host: str, port: int, data_dir: Path, server_id: str, log_level: str =
                 finally:
                     getattr(self, "_captured_signals", []).clear()
 
-    app = create_app(data_dir, server_id)
+    app = create_app(data_dir, server_id, wake_all=wake_all)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2,
                             access_log=False)
     try:
@@ -299,9 +305,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--server-id", required=True, help="id of the server owner key (never the key itself)")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--wake-all", action="store_true", default=os.environ.get(WAKE_ALL_ENV, "") == "1",
+                        help=f"a submit wakes every waiting assign, not just one of its type as the Go server "
+                             f"does (also {WAKE_ALL_ENV}=1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    serve(args.host, args.port, args.data_dir, args.server_id, args.log_level)
+    serve(args.host, args.port, args.data_dir, args.server_id, args.log_level, wake_all=args.wake_all)
     return 0
 
 

@@ -3,7 +3,10 @@
 A slot is taken *before* asking the server for work, so the server never
 hands us a process we have no room for (it would sit RUNNING, unstarted).
 ``assign`` blocks on the server for ``poll_timeout`` seconds; 404 just means
-nothing was queued. Other errors back off exponentially (capped) so a
+nothing was queued. ``poll_lanes`` long-polls overlap, their starts spread
+evenly (``assign_pacing``): a real server may give the wake-up for a process
+naming us to another executor of our type, and then only our next poll start
+finds it. Other errors back off exponentially (capped) so a
 restarting server is not hammered, and the loop resumes by itself.
 
 The long-poll runs in its own thread with its own connection, because a
@@ -30,6 +33,7 @@ from pollinator.colonies.client import ColoniesClient
 from pollinator.colonies.models import Process
 from pollinator.config import Settings
 from pollinator.errors import AccessDenied, ColoniesError, ConfigError, NotFound
+from pollinator.executor.assign_pacing import PollPacer
 from pollinator.executor.backend import AbortSignal, Backend
 from pollinator.executor.fs_mounts import CfsLike
 from pollinator.executor.job_runner import LocalBackend
@@ -62,9 +66,9 @@ class LocalExecutor:
     def __init__(self, settings: Settings, *, name: str, executor_type: str = "container-executor",
                  fs_dir: Path, max_jobs: int = 4, executor_prvkey: Optional[str] = None,
                  register_with_colony_prvkey: Optional[str] = None, backend: Optional[Backend] = None,
-                 cfs_factory: Optional[CfsFactory] = None, poll_timeout: int = 10, cancel_poll: float = 1.0,
+                 cfs_factory: Optional[CfsFactory] = None, poll_timeout: int = 1, cancel_poll: float = 1.0,
                  deregister_on_stop: Optional[bool] = None, stop_grace: float = 2.0,
-                 conformance: Optional[Conformance] = None):
+                 conformance: Optional[Conformance] = None, poll_lanes: int = 2):
         if max_jobs < 1:
             raise ConfigError(f"max_jobs={max_jobs}: an executor needs at least one job slot")
         if not executor_prvkey and not register_with_colony_prvkey:
@@ -77,6 +81,8 @@ class LocalExecutor:
         self.max_jobs = max_jobs
         self.backend: Backend = backend or LocalBackend()
         self.poll_timeout = poll_timeout
+        self.poll_lanes = max(1, min(poll_lanes, max_jobs))
+        self.pacer = PollPacer(poll_timeout / self.poll_lanes)
         self.cancel_poll = cancel_poll
         self._cfs_factory = cfs_factory or default_cfs_factory(settings)
         self._cfs: Optional[CfsLike] = None
@@ -92,7 +98,8 @@ class LocalExecutor:
             self._prvkey = register_executor(colony_client, name=name, executor_type=executor_type)
         self.executor_id = crypto.id_from_private_key(self._prvkey)
         self.client: ColoniesClient = self._base_client.with_key(self._prvkey)  # type: ignore[assignment]
-        self._poll_client: ColoniesClient = self._base_client.with_key(self._prvkey)  # type: ignore[assignment]
+        self._poll_clients: list[ColoniesClient] = [self._base_client.with_key(self._prvkey)  # type: ignore[misc]
+                                                    for _ in range(self.poll_lanes)]
         self.stop_grace = stop_grace
         self.conformance = conformance or Conformance()
 
@@ -133,14 +140,18 @@ class LocalExecutor:
                  self.settings.colony_name, self.fs_dir, self.max_jobs)
         # build the ColonyFS engine now rather than inside the first job
         threading.Thread(target=self._shared_cfs, name=f"warm-{self.name}", daemon=True).start()
-        poller = threading.Thread(target=self._poll_main, name=f"assign-{self.name}", daemon=True)
-        poller.start()
+        pollers = [threading.Thread(target=self._poll_main, args=(client,), name=f"assign-{self.name}-{lane}",
+                                    daemon=True) for lane, client in enumerate(self._poll_clients)]
+        for poller in pollers:
+            poller.start()
         try:
-            while poller.is_alive() and not self._stop.wait(0.5):
+            while all(p.is_alive() for p in pollers) and not self._stop.wait(0.5):
                 pass
         finally:
-            self.stop()  # also when the poller died or we were interrupted: kill and close the jobs
-            poller.join(self.stop_grace)
+            self.stop()  # also when a poller died or we were interrupted: kill and close the jobs
+            end = time.monotonic() + self.stop_grace
+            for poller in pollers:
+                poller.join(max(0.0, end - time.monotonic()))
             self._drain()
             if self._deregister and self._colony_prvkey:
                 deregister_executor(self._base_client.with_key(self._colony_prvkey), self.name)  # type: ignore[arg-type]
@@ -148,22 +159,28 @@ class LocalExecutor:
             self._base_client.close()
             log.info("executor %s stopped", self.name)
 
-    def _poll_main(self) -> None:
+    def _poll_main(self, client: ColoniesClient) -> None:
         try:
-            self._serve()
+            self._serve(client)
         except Exception:
             log.exception("the assign loop failed; stopping the executor")
         finally:
             self._stop.set()
-            self._poll_client.close()
+            client.close()
 
-    def _serve(self) -> None:
+    def _serve(self, client: ColoniesClient) -> None:
+        """One poll lane: slot, turn, long-poll, start the job (or give the slot back)."""
         failures = 0
+        eager = False  # the last poll brought a process: more may be queued, ask again at once
         while not self._stop.is_set():
             if not self._slots.acquire(timeout=0.5):
                 continue
+            if not self.pacer.wait_turn(self._stop, eager):
+                self._slots.release()
+                break
+            eager = False
             try:
-                process = self._poll_client.assign(timeout=self.poll_timeout)
+                process = client.assign(timeout=self.poll_timeout)
             except NotFound:
                 self._slots.release()
                 failures = 0
@@ -186,15 +203,16 @@ class LocalExecutor:
                 self._slots.release()
                 continue
             if self._stop.is_set():
-                self._refuse(process)
+                self._refuse(client, process)
                 self._slots.release()
                 break
             self._start_job(process)
+            eager = True
 
-    def _refuse(self, process: Process) -> None:
+    def _refuse(self, client: ColoniesClient, process: Process) -> None:
         """Assigned just as we stopped: close it failed rather than leave it RUNNING forever."""
         try:
-            self._poll_client.close_failed(process.processid, [f"{STOPPED}: the job was not started"])
+            client.close_failed(process.processid, [f"{STOPPED}: the job was not started"])
         except ColoniesError as exc:
             log.warning("could not close process %s: %s", process.processid, exc)
 
