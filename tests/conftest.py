@@ -51,3 +51,38 @@ def project_dir(tmp_path: Path) -> Path:
     d = tmp_path / "proj"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="session")
+def kube_mimic(local_colony, tmp_path_factory):
+    """A strict local executor that closes every finished job SUCCESS, as the ColonyOS Kube executor does.
+
+    It registers its own type, as Kube executors do (colonyos/executors kube/env: ``...-kubeexecutor``).
+    Yields its name.
+    """
+    import subprocess
+    import sys
+    import time
+
+    name, fs_dir = "kube-mimic", tmp_path_factory.mktemp("kube-mimic")
+    log = open(fs_dir / "executor.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "pollinator.cli.main", "executor", "start", "--name", name,
+                             "--type", "test-kubeexecutor", "--fs-dir", str(fs_dir / "fs"), "--strict",
+                             "--exit-codes", "ignore"], env={**os.environ, **local_colony.env()}, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        with local_colony.settings().client() as client:
+            deadline = time.monotonic() + 60
+            while not any(e.executorname == name and e.state == 1 for e in client.get_executors()):
+                assert proc.poll() is None, (fs_dir / "executor.log").read_text()
+                assert time.monotonic() < deadline, "the kube-mimic executor did not register"
+                time.sleep(0.2)
+        yield name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

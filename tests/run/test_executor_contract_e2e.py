@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from pollinator.errors import ProjectError
 from pollinator.run import Job
 
 
@@ -24,3 +27,26 @@ def test_inputs_are_mounted_in_the_runs_own_dir_and_only_the_dry_run_shows_a_pla
         assert "<" not in sent and sent == f"/cfs/pollinator/contract-reader/runs/{job.run_id}/inputs/prep"
         runs.append(sent)
     assert runs[0] != runs[1], "two runs of one name shared an input dir"
+
+
+def test_a_named_kube_executor_gives_the_spec_its_type(settings, kube_mimic):
+    job = Job.inline(settings, name="contract-kube", cmd="true", executor_names=[kube_mimic], walltime=60)
+    with job:
+        result = job.run()
+        sent = job.client.get_process(job.process_id).spec.conditions.executortype
+    assert (result.state, result.executor, sent) == ("SUCCESS", kube_mimic, "test-kubeexecutor")
+
+
+def test_an_executor_type_the_named_executor_never_has_fails_before_anything_moves(settings, kube_mimic, client):
+    before = len(client.get_processes(state=0)) if hasattr(client, "get_processes") else None
+    job = Job.inline(settings, name="contract-wrongtype", cmd="true", executor_names=[kube_mimic],
+                     executor_type="gpu-executor", walltime=60)
+    with job, pytest.raises(ProjectError, match=r"executor_type='gpu-executor' does not match executor_names: "
+                                                r"kube-mimic \(type test-kubeexecutor, approved\)"):
+        job.submit()
+    assert job.handle is None
+    unknown = Job.inline(settings, name="contract-unknown", cmd="true", executor_names=["no-such"], walltime=60)
+    with unknown, pytest.raises(ProjectError, match=r"no-such not registered in colony 'dev'; registered: .*"
+                                                    r"dev-hpc \(type container-executor, approved\)"):
+        unknown.submit()
+    assert before is None or len(client.get_processes(state=0)) == before

@@ -32,6 +32,7 @@ from pollinator.colonies.models import (
 )
 from pollinator.config import Settings
 from pollinator.errors import ProjectError
+from pollinator.run.discovery import Discovery
 from pollinator.run.handle import RUN_ID_ENV, Connections, LogHandler, ProcessHandle
 from pollinator.run.options import JobOptions
 from pollinator.run.result import JobResult
@@ -245,6 +246,7 @@ class Job:
                 self.run_id = (existing.spec.env or {}).get(RUN_ID_ENV, "")
                 self.attached = True
                 return self._bind_handle(existing.processid, existing).process_id
+        self.discover()
         self.run_id = crypto.random_id()
         labels = self.labels
         snapshot_id = None
@@ -259,6 +261,36 @@ class Job:
         process = self.client.submit(spec)
         log.info("submitted process %s", process.processid)
         return self._bind_handle(process.processid, process).process_id
+
+    def discover(self) -> Optional[Discovery]:
+        """Look the job's executors up before anything is uploaded (see :mod:`pollinator.run.discovery`).
+
+        Takes the named executors' type when the job left the default, fails
+        fast (ProjectError) naming what is registered when the server could
+        never assign the process, and logs a warning for options a known
+        executor family mishandles. A colony that will not list its executors
+        to this key is not checked.
+        """
+        from pollinator.errors import ColoniesError
+        from pollinator.project import DEFAULT_EXECUTOR_TYPE
+        from pollinator.run.discovery import discover
+
+        o = self._opts
+        try:
+            registered = self.client.get_executors() or []
+        except ColoniesError as exc:
+            log.info("executors not checked before submitting (the colony did not list them: %s)", exc)
+            return None
+        found = discover(registered, colony=self.settings.colony_name, names=o.executor_names,
+                         executor_type=o.executor_type, type_is_default=o.executor_type == DEFAULT_EXECUTOR_TYPE,
+                         rebuild_image=o.rebuild_image, image=o.image)
+        if found.executor_type != o.executor_type:
+            log.warning("executor_type %s does not match the named executors %s: sending their type %s",
+                        o.executor_type, ", ".join(o.executor_names or []), found.executor_type)
+            self.options = o.model_copy(update={"executor_type": found.executor_type})
+        for warning in found.warnings:
+            log.warning("%s", warning)
+        return found
 
     def _require_handle(self) -> ProcessHandle:
         if self.handle is None:
