@@ -10,6 +10,8 @@ from pollinator.dev.store import RUNNING
 from pollinator.dev.wire import RPCError, get_bool, get_int, get_str
 
 MAX_LOG_COUNT = 500
+MAX_SEARCH_COUNT = 100
+MAX_SEARCH_DAYS = 30
 
 
 @handler("add log")
@@ -50,7 +52,23 @@ def get_logs(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
     return logs or None  # Go's nil slice: an empty result is JSON null
 
 
+@handler("get logs", invalid_json="Failed to search logs, invalid JSON")
+def search_logs(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
+    """`colonies log search`: lines of the colony containing ``text`` added in the last ``days`` days."""
+    colony, text = get_str(msg, "colonyname"), get_str(msg, "text")
+    days, count = get_int(msg, "days"), get_int(msg, "count")
+    require_membership(ctx.store, rid, colony)
+    if count > MAX_SEARCH_COUNT:
+        raise RPCError(400, f"Count exceeds max log count ({MAX_SEARCH_COUNT})")
+    if days > MAX_SEARCH_DAYS:
+        raise RPCError(400, f"Count exceeds max day count ({MAX_SEARCH_DAYS})")  # sic: the Go server's text
+    if count < 0:
+        raise RPCError(400, "pq: LIMIT must not be negative")
+    return ctx.store.search_logs(colony, text, days, count) or None  # no match: null, as the Go reply
+
+
 HANDLERS: dict[str, Handler] = {
     "addlogmsg": add_log,
     "getlogsmsg": get_logs,
+    "searchlogsmsg": search_logs,
 }

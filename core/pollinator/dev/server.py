@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Optional
 
@@ -33,7 +34,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pollinator.colonies import crypto
-from pollinator.dev import handlers_colonies, handlers_files, handlers_logs, handlers_processes
+from pollinator.dev import handlers_catalog, handlers_colonies, handlers_files, handlers_logs, handlers_processes
 from pollinator.dev.context import Ctx, Handler
 from pollinator.dev.controller import Controller
 from pollinator.dev.events import Events
@@ -48,10 +49,11 @@ HANDLERS: dict[str, Handler] = {
     **handlers_processes.HANDLERS,
     **handlers_logs.HANDLERS,
     **handlers_files.HANDLERS,
+    **handlers_catalog.HANDLERS,
 }
 WAKE_ALL_ENV = "POLLINATOR_DEV_WAKE_ALL"
 DEADLINE_PERIOD_S = 1.0  # the Go TimeoutLoop's RELEASE_PERIOD
-BUILD_VERSION, BUILD_TIME = "dev", "2026-02-01T00:00:00Z"
+BUILD_VERSION, BUILD_TIME = "", ""  # the captured Go build's ldflags were unset: versionmsg echoes ""
 _HEX = re.compile("[0-9a-fA-F]*")
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -102,8 +104,31 @@ def _decode_payload(payload: str) -> str:
         return ""
 
 
-async def dispatch(ctx: Ctx, body: bytes) -> tuple[int, str]:
-    """One RPC request to (HTTP status, reply body); "" body means gin wrote nothing."""
+def _version(payloadtype: str, payload: str) -> tuple[int, str]:
+    """``versionmsg`` needs no signature; the reply carries the build's ldflags (empty in the captured build)."""
+    try:
+        msg = json.loads(_decode_payload(payload))
+        if not isinstance(msg, dict):
+            raise ValueError
+    except ValueError:
+        return 400, error_body(400, "Failed to get server version, invalid JSON")
+    if msg.get("msgtype") != payloadtype:
+        return 400, error_body(400, "Failed to get server version, msg.MsgType does not match payloadType")
+    return 200, envelope(payloadtype, {"buildversion": BUILD_VERSION, "buildtime": BUILD_TIME,
+                                       "msgtype": payloadtype})
+
+
+def _server_info(host: str, port: int) -> tuple[int, str]:
+    """``getserverinfomsg`` (`colonies server status`) needs no signature and ignores the payload."""
+    built = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the Go server's BUILD_TIME default: now
+    return 200, envelope("getserverinfomsg", {"buildversion": "dev", "buildtime": built,
+                                              "backends": [{"type": "http", "port": port, "host": host}]})
+
+
+async def dispatch(ctx: Ctx, body: bytes, server: tuple[str, int] = ("0.0.0.0", 50080)) -> tuple[int, str]:
+    """One RPC request to (HTTP status, reply body); "" body means gin wrote nothing.
+
+    ``server`` is the (host, port) this server listens on, for ``getserverinfomsg``."""
     try:
         rpc = json.loads(body)
         if not isinstance(rpc, dict):
@@ -112,8 +137,9 @@ async def dispatch(ctx: Ctx, body: bytes) -> tuple[int, str]:
     except (ValueError, UnicodeDecodeError) as exc:
         return 400, error_body(400, f"invalid character in RPC message: {exc}"[:200])
     if payloadtype == "versionmsg":
-        return 200, envelope(payloadtype, {"msgtype": "versionmsg", "buildversion": BUILD_VERSION,
-                                           "buildtime": BUILD_TIME})
+        return _version(payloadtype, payload)
+    if payloadtype == "getserverinfomsg":
+        return _server_info(*server)
     try:
         recovered = recover_identity(payload, signature)
     except RPCError as exc:
@@ -225,7 +251,8 @@ async def pubsub(ws: WebSocket) -> None:
 
 # -- app -----------------------------------------------------------------------------------
 async def api(request: Request) -> Response:
-    status, body = await dispatch(request.app.state.ctx, await request.body())
+    host, port = request.scope.get("server") or ("0.0.0.0", 50080)
+    status, body = await dispatch(request.app.state.ctx, await request.body(), (host, port))
     return _reply(status, body)
 
 

@@ -11,6 +11,7 @@ rounded to the microsecond the way Postgres stores them for the Go server.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -62,6 +63,21 @@ CREATE TABLE IF NOT EXISTS snapshots (
 _JSON_COLUMNS = {"executornames", "errors", "inp", "outp"}
 # Public record key -> column name where they differ.
 _COLUMN = {"start": "start_ns", "end": "end_ns", "in": "inp", "out": "outp"}
+
+
+def _like_regex(text: str) -> str:
+    """PostgreSQL ``LIKE '%text%'`` as a regex: ``%`` any run, ``_`` one character, ``\\`` escapes."""
+    out, chars = [], iter(text)
+    for ch in chars:
+        if ch == "\\":
+            out.append(re.escape(next(chars, "\\")))
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return "".join(out)
 
 
 def _loads(text: Optional[str]) -> Any:
@@ -314,6 +330,24 @@ class Store:
             rows = self._all(f"SELECT * FROM logs WHERE {column}=? ORDER BY ts, seq LIMIT ?", key, limit)
         return [{"processid": r["pid"], "colonyname": r["colony"], "executorname": r["executorname"],
                  "message": r["msg"], "timestamp": r["ts"]} for r in rows]
+
+    def search_logs(self, colony: str, text: str, days: int, count: int) -> list[dict[str, Any]]:
+        """The Go query: ``MSG LIKE '%' || text || '%'`` (case-sensitive; ``%``/``_`` in text are wildcards),
+        added within ``days`` days, at most ``count``, in insertion order."""
+        pattern = re.compile(_like_regex(text), re.DOTALL)
+        since = now_ns() - days * 86_400 * 1_000_000_000
+        found: list[dict[str, Any]] = []
+        if count <= 0:
+            return found
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM logs WHERE colony=? AND ts>? ORDER BY seq", (colony, since))
+            for r in rows:
+                if pattern.search(r["msg"]):
+                    found.append({"processid": r["pid"], "colonyname": r["colony"],
+                                  "executorname": r["executorname"], "message": r["msg"], "timestamp": r["ts"]})
+                    if len(found) >= count:
+                        break
+        return found
 
     # -- files -------------------------------------------------------------------------
     @staticmethod
