@@ -2,8 +2,15 @@
 
 The function's source and its JSON arguments go to the core's
 ``remote_function_job``; its JSON return value comes back as the task's XCom
-(the full ``JobResult`` is pushed under the ``pollinator`` key). Everything the
-operator does (live logs, deferrable waiting, re-attach, cancel) applies.
+``return_value`` (the full ``JobResult`` is pushed under the ``pollinator`` key),
+the same in sync and deferrable mode. Everything the operator does (live logs,
+deferrable waiting, re-attach, cancel) applies.
+
+The source is captured when the operator is made (when the DAG file is
+parsed, so the file is there), and module globals the body reads travel only
+by the core's rule: literal data that does not look like a credential, or
+names listed in ``ship=[...]`` (see :mod:`pollinator.run.remote`). A function
+that cannot be shipped is a DAG import error naming the reason.
 
 Arguments must be JSON (Airflow context objects such as ``ti`` cannot travel
 to the remote process); the function must import what it uses inside its body.
@@ -39,8 +46,12 @@ class _PollinatorDecoratedOperator(DecoratedOperator, PollinatorOperator):
     _requires_command = False
 
     def __init__(self, *, python_callable: Callable[..., Any], op_args: Optional[Sequence[Any]] = None,
-                 op_kwargs: Optional[dict[str, Any]] = None, **kwargs: Any) -> None:
+                 op_kwargs: Optional[dict[str, Any]] = None, ship: Sequence[str] = (), **kwargs: Any) -> None:
+        from pollinator.run.remote import capture
+
         super().__init__(python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
+        self.ship = list(ship)
+        self.function_source = capture(python_callable, ship)  # now, while the DAG file is certainly there
 
     def build_job(self, settings: "Settings", token: str, context: "Context") -> "Job":
         from pollinator.run import remote_function_job
@@ -48,7 +59,7 @@ class _PollinatorDecoratedOperator(DecoratedOperator, PollinatorOperator):
         options = self._options()
         options.setdefault("name", self.task_id)
         return remote_function_job(settings, self.python_callable, list(self.op_args), dict(self.op_kwargs),
-                                   token=token, **options)
+                                   token=token, source=self.function_source, **options)
 
     def xcom_value(self, result: "JobResult", context: "Context") -> Any:
         context["ti"].xcom_push(key=RESULT_KEY, value=result.to_xcom())
@@ -62,7 +73,8 @@ def pollinator_task(python_callable: Optional[Callable[..., Any]] = None, multip
                     **kwargs: Any) -> TaskDecorator:
     """Wrap a function into a ``PollinatorOperator`` that runs its body on a ColonyOS executor.
 
-    Takes every ``PollinatorOperator`` argument except ``cmd``/``project_dir``.
+    Takes every ``PollinatorOperator`` argument except ``cmd``/``project_dir``, and ``ship=[...]``: module
+    globals to upload with the function even though the implicit rule refuses them.
     """
     return task_decorator_factory(python_callable=python_callable, multiple_outputs=multiple_outputs,
                                   decorated_operator_class=_PollinatorDecoratedOperator, **kwargs)

@@ -231,14 +231,16 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
 
     def _run(self, job: "Job", on_log: Any) -> "JobResult":
         """``job.run`` with the remote errors carried into the Airflow exception."""
-        from airflow.sdk.exceptions import AirflowException
-        from pollinator.errors import JobFailed, PollinatorError
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+        from pollinator.errors import ConfigError, JobFailed, PollinatorError, ProjectError
 
         try:
             return job.run(on_log=on_log)
         except JobFailed as exc:
             raise AirflowException(failure_message(exc.process_id or str(job.process_id), exc.state or "FAILED",
                                                    exc.errors or [str(exc)])) from None
+        except (ProjectError, ConfigError) as exc:  # bad input or an invalid return value: no retry fixes it
+            raise AirflowFailException(f"ColonyOS process {job.process_id}: {exc}") from None
         except PollinatorError as exc:
             raise AirflowException(f"ColonyOS process {job.process_id}: {exc}") from None
 

@@ -18,12 +18,23 @@ import string
 from typing import Mapping, Optional
 
 from prefect.blocks.core import Block
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from pollinator.config import S3Settings, Settings
 from pollinator.errors import ConfigError
 
 _HEX = set(string.hexdigits)
+_S3_FIELDS = ("s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret_key")
+
+
+def _missing_s3(block: "ColonyOSCredentials") -> list[str]:
+    """The S3 fields left empty when some are given (none missing when all or none are given)."""
+    given = {name: bool(getattr(block, name)) for name in _S3_FIELDS}
+    if isinstance(block.s3_secret_key, SecretStr):
+        given["s3_secret_key"] = bool(block.s3_secret_key.get_secret_value())
+    if not any(given.values()):
+        return []
+    return [name for name, ok in given.items() if not ok]
 
 
 class ColonyOSCredentials(Block):
@@ -89,6 +100,15 @@ class ColonyOSCredentials(Block):
             raise ValueError("private_key is not a Colonies private key: it must be 64 hex characters")
         return value
 
+    @model_validator(mode="after")
+    def _s3_all_or_nothing(self) -> "ColonyOSCredentials":
+        """A partial S3 set would silently mean "no S3" (and every sync would fail later): refuse it here."""
+        missing = _missing_s3(self)
+        if missing:
+            raise ValueError(f"the S3 fields are partly filled: {', '.join(missing)} missing. Fill in all of "
+                             f"{', '.join(_S3_FIELDS)}, or clear them all for a colony without ColonyFS")
+        return self
+
     @classmethod
     def from_settings(cls, settings: Settings) -> "ColonyOSCredentials":
         """The block holding exactly what ``settings`` holds (nothing is lost on a round trip)."""
@@ -120,13 +140,12 @@ class ColonyOSCredentials(Block):
             dashboard_url=self.dashboard_url)
 
     def _s3(self) -> Optional[S3Settings]:
+        missing = _missing_s3(self)
+        if missing:  # a block changed after validation (validate_assignment is off)
+            raise ConfigError(f"ColonyOSCredentials: the S3 fields are partly filled: {', '.join(missing)} "
+                              f"missing. Fill in all of {', '.join(_S3_FIELDS)}, or clear them all")
         if not self.s3_endpoint:
             return None
-        missing = [name for name, value in (("s3_bucket", self.s3_bucket), ("s3_access_key", self.s3_access_key),
-                                            ("s3_secret_key", self.s3_secret_key)) if not value]
-        if missing:
-            raise ConfigError(f"ColonyOSCredentials has an s3_endpoint but no {', '.join(missing)}: "
-                              "fill them in, or clear s3_endpoint")
         assert self.s3_secret_key is not None
         return S3Settings(endpoint=self.s3_endpoint, bucket=self.s3_bucket, region=self.s3_region or "us-east-1",
                           access_key=SecretStr(self.s3_access_key), secret_key=self.s3_secret_key,

@@ -18,11 +18,22 @@ Two forms:
 
 ``@pollinator_task(...)`` (``kind="function"``)
     the decorated function's *body* runs remotely with JSON arguments; the
-    task returns its JSON return value.
+    task returns its JSON return value. The source is captured here, at
+    decoration (see :mod:`pollinator.run.remote`), so ``flow.serve()`` and
+    ``deploy()``, which rebuild the function without its file, still ship it.
+    Module globals the body reads travel only as the core's rule allows
+    (literal data that does not look like a credential; ``ship=[...]`` for
+    anything else on purpose).
 ``@pollinator_task(..., kind="command")``
     the function runs locally and returns the command (a string, or a list:
     command then arguments) to run in the project environment; the task
-    returns the :class:`~pollinator.run.JobResult`.
+    returns the :class:`~pollinator.run.JobResult`, whose ``return_value`` is
+    the JSON the command wrote to ``$POLLINATOR_RETURN`` (if any).
+
+A :class:`~pollinator.errors.ProjectError` or :class:`~pollinator.errors.ConfigError`
+(bad input, source unavailable, a refused global) is not retried: no retry
+can fix it. A cancelled flow run says in its log that the ColonyOS process
+was cancelled too.
 
 A plain ``def`` becomes a sync task and an ``async def`` an async task, so a
 sync caller never receives a coroutine.
@@ -42,8 +53,9 @@ from prefect.logging import get_run_logger
 from prefect.tasks import Task
 
 from pollinator.config import Settings
-from pollinator.errors import JobFailed, ProjectError
+from pollinator.errors import ConfigError, JobFailed, PollinatorError, ProjectError
 from pollinator.run import Job, JobResult, remote_function_job
+from pollinator.run.remote import FunctionSource, capture
 from pollinator_prefect import artifacts
 from pollinator_prefect.credentials import ColonyOSCredentials
 from pollinator_prefect.token import client_token
@@ -79,17 +91,52 @@ class _Remote:
     options: Mapping[str, Any] = field(default_factory=dict)
     project_dir: Optional[Path] = None
     credentials: Credentials = None
+    source: Optional[FunctionSource] = None  # kind="function": captured at decoration
+    source_error: str = ""  # why it could not be captured (raised when the task runs)
 
     def job(self, settings: Settings, args: tuple, kwargs: dict, command: Any, token: Optional[str]) -> Job:
         """The one core Job for this call."""
         if self.kind == "function":
+            if self.source is None:
+                raise ProjectError(self.source_error or f"{self.func.__name__}: no source was captured")
             return remote_function_job(settings, self.func, args, kwargs, name=self.job_name, token=token,
-                                       **self.options)
+                                       source=self.source, **self.options)
         cmd, cmd_args = _split_command(command, self.func)
         extra = {"args": cmd_args} if cmd_args is not None else {}
         if self.project_dir is not None:
             return Job.from_project(self.project_dir, settings, token=token, cmd=cmd, **extra, **self.options)
         return Job.inline(settings, token=token, name=self.job_name, cmd=cmd, **extra, **self.options)
+
+
+def _is_usage_error(state: Any) -> bool:
+    return isinstance(getattr(state, "data", None), (ProjectError, ConfigError))
+
+
+def _no_retry_for_usage_errors(user_condition: Optional[Callable[..., Any]]) -> Callable[..., Any]:
+    """Prefect's ``retry_condition_fn``: a ProjectError/ConfigError is final; otherwise the user's rule (or retry).
+
+    Prefect calls it only if ``inspect.isfunction``, hence plain functions.
+    """
+    if user_condition is None:
+        def no_retry_for_usage_errors(task: Any, task_run: Any, state: Any) -> bool:
+            return not _is_usage_error(state)
+
+        return no_retry_for_usage_errors
+
+    if inspect.iscoroutinefunction(user_condition):
+        async def ano_retry_for_usage_errors_then_user(task: Any, task_run: Any, state: Any) -> Any:
+            if _is_usage_error(state):
+                return False
+            return await user_condition(task, task_run, state)
+
+        return ano_retry_for_usage_errors_then_user
+
+    def no_retry_for_usage_errors_then_user(task: Any, task_run: Any, state: Any) -> Any:
+        if _is_usage_error(state):
+            return False
+        return user_condition(task, task_run, state)
+
+    return no_retry_for_usage_errors_then_user
 
 
 def _split_command(command: Any, func: Callable[..., Any]) -> tuple[str, Optional[list[str]]]:
@@ -133,6 +180,14 @@ class _Attempt:
         result = exc.result if isinstance(exc.result, JobResult) else None
         artifacts.safely(artifacts.publish_result, self.remote.job_name, result)
 
+    def interrupted(self, exc: BaseException) -> None:
+        """The wait was cut short (flow run cancelled, task timeout...): the core cancelled the process; say so."""
+        if isinstance(exc, PollinatorError) or self.job is None or not self.job.process_id:
+            return
+        why = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+        self.logger.warning("Cancelling ColonyOS process %s: the task run was interrupted (%s)",
+                            self.job.process_id, why)
+
 
 def _sync_body(remote: _Remote) -> Callable[..., Any]:
     @functools.wraps(remote.func)
@@ -146,6 +201,9 @@ def _sync_body(remote: _Remote) -> Callable[..., Any]:
                 result = job.run(on_log=attempt.on_log, on_submit=attempt.on_submit)
             except JobFailed as exc:
                 attempt.failed(exc)
+                raise
+            except BaseException as exc:
+                attempt.interrupted(exc)
                 raise
             return attempt.finished(result)
 
@@ -164,6 +222,9 @@ def _async_body(remote: _Remote) -> Callable[..., Any]:
             result = await job.arun(on_log=attempt.on_log, on_submit=attempt.on_submit)
         except JobFailed as exc:
             attempt.failed(exc)
+            raise
+        except BaseException as exc:
+            attempt.interrupted(exc)
             raise
         finally:
             job.close()
@@ -197,6 +258,7 @@ def pollinator_task(
     data_dir: Optional[PathLike] = None,
     result_dir: Optional[PathLike] = None,
     max_retries: Optional[int] = None,
+    ship: Sequence[str] = (),
     **task_options: Any,
 ) -> Any:
     """Make a Prefect task that runs as a ColonyOS job.
@@ -215,6 +277,12 @@ def pollinator_task(
             defaults to the function name with ``_`` as ``-``.
         image ... max_retries: the core job options (see
             :class:`pollinator.run.JobOptions`); ``None`` keeps the default.
+            ``result_dir`` is where results are downloaded; without it they
+            stay in ColonyFS (the result label is in the artifact) and
+            nothing is left on the worker.
+        ship: module globals the function body reads that should be uploaded
+            even though the implicit rule refuses them (e.g. a value that
+            looks like a credential); ``kind="function"`` only.
         **task_options: passed to :func:`prefect.task` (``retries``,
             ``timeout_seconds``, ``task_run_name``, ``tags``...).
     """
@@ -234,11 +302,20 @@ def pollinator_task(
     if kind == "function" and "src_dir" in options:
         raise ValueError("src_dir is where the function's source is shipped from; it cannot be set for "
                          "kind='function'")
+    if ship and kind != "function":
+        raise ValueError("ship= lists module globals uploaded with a function; it needs kind='function'")
+    task_options["retry_condition_fn"] = _no_retry_for_usage_errors(task_options.get("retry_condition_fn"))
 
     def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
+        source, source_error = None, ""
+        if kind == "function":
+            try:
+                source = capture(func, ship)
+            except ProjectError as exc:  # raised when the task runs: importing the flow module must not fail
+                source_error = str(exc)
         remote = _Remote(func=func, kind=kind, job_name=job_name or func.__name__.replace("_", "-"),
                          options=options, project_dir=Path(project_dir) if project_dir is not None else None,
-                         credentials=credentials)
+                         credentials=credentials, source=source, source_error=source_error)
         body = _async_body(remote) if inspect.iscoroutinefunction(func) else _sync_body(remote)
         return prefect_task(**task_options)(body)
 

@@ -108,9 +108,9 @@ def install(monkeypatch, script: Script) -> None:
     """Route the adapter's three core entry points to fakes."""
     import pollinator_prefect.tasks as tasks
 
-    def remote_function_job(settings, func, args, kwargs, *, token=None, **options):
+    def remote_function_job(settings, func, args, kwargs, *, token=None, source=None, **options):
         return FakeJob(script, "function", token, settings=settings, func=func, args=args, kwargs=kwargs,
-                       options=options)
+                       source=source, options=options)
 
     class Job:
         @staticmethod

@@ -45,8 +45,26 @@ def test_from_env_errors_are_the_cores():
 
 
 def test_half_configured_s3_is_a_clear_error():
-    creds = ColonyOSCredentials(colony_name="dev", private_key=PRVKEY, s3_endpoint="s3:9000")
-    with pytest.raises(ConfigError, match="s3_bucket, s3_access_key, s3_secret_key"):
+    with pytest.raises(ValueError, match="s3_bucket, s3_access_key, s3_secret_key missing"):
+        ColonyOSCredentials(colony_name="dev", private_key=PRVKEY, s3_endpoint="s3:9000")
+
+
+@pytest.mark.parametrize("given, missing", [
+    ({"s3_secret_key": S3_SECRET}, "s3_endpoint, s3_bucket, s3_access_key missing"),
+    ({"s3_access_key": "a", "s3_secret_key": S3_SECRET, "s3_bucket": "b"}, "s3_endpoint missing"),
+    ({"s3_endpoint": "s3:9000", "s3_access_key": "a", "s3_bucket": "b"}, "s3_secret_key missing"),
+])
+def test_a_partial_s3_set_is_refused_naming_the_missing_fields(given, missing):
+    """An S3 secret without an endpoint used to mean "no S3" silently."""
+    with pytest.raises(ValueError, match=missing) as info:
+        ColonyOSCredentials(colony_name="dev", private_key=PRVKEY, **given)
+    assert S3_SECRET not in str(info.value)
+
+
+def test_a_block_made_partial_after_validation_fails_at_use():
+    creds = ColonyOSCredentials.from_env(ENV)
+    creds.s3_endpoint = ""
+    with pytest.raises(ConfigError, match="s3_endpoint missing"):
         creds.get_settings()
 
 

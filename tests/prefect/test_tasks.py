@@ -52,6 +52,8 @@ def test_function_form_returns_the_remote_value_and_passes_options(script):
                                        inputs={"prep": "/pollinator/prep/result"})
     assert job.token and job.token.startswith("prefect-")
     assert job.closed
+    # the source was captured at decoration and travels with the task
+    assert job.call["source"].source.startswith("def train(epochs: int, lr: float=0.1) -> dict:")
 
 
 def test_prefect_options_pass_through():

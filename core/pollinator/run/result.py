@@ -24,7 +24,8 @@ class JobResult(BaseModel):
     started_at: Optional[datetime] = None
     ended_at: Optional[datetime] = None
     seconds: Optional[float] = None
-    return_value: Any = None
+    return_value: Any = Field(None, description="the JSON value the job wrote to $POLLINATOR_RETURN (None if none)")
+    returned: bool = Field(False, description="whether the job wrote $POLLINATOR_RETURN (tells null from nothing)")
     exit_code: Optional[int] = Field(None, description="the command's exit code from the launcher's exit record, "
                                                        "when it failed (None: succeeded, or unknown)")
 
