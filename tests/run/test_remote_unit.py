@@ -13,7 +13,7 @@ import pytest
 
 from pollinator.errors import ProjectError
 from pollinator.run.remote import RUNNER_SOURCE, build_call, capture, name_looks_secret, select_globals
-from pollinator.run.returns import MAX_RETURN_BYTES, decode, is_internal
+from pollinator.run.returns import MAX_RETURN_BYTES, decode
 
 SCALE = 3
 NAMES = ["a", "b"]
@@ -186,8 +186,3 @@ def test_return_values_decode_with_clear_errors():
         decode(b"1" * (MAX_RETURN_BYTES + 1), "x")
     with pytest.raises(ProjectError, match="not UTF-8"):
         decode(b"\xff\xfe", "x")
-
-
-def test_internal_files_are_told_apart_from_results():
-    assert is_internal(".pollinator/return.json") and is_internal(".pollinator")
-    assert not is_internal("pollinator/return.json") and not is_internal("out/.pollinator.txt")

@@ -26,7 +26,7 @@ from pollinator.colonies.models import Log, Process, ProcessState
 from pollinator.config import Settings
 from pollinator.errors import JobFailed, JobTimeout, ProjectError
 from pollinator.launcher import INTERNAL_DIR
-from pollinator.run import exit_record
+from pollinator.run import exit_record, returns
 from pollinator.run.follow import afollow_logs, follow_logs
 from pollinator.run.result import JobResult
 
@@ -300,6 +300,9 @@ class ProcessHandle:
     def finish(self) -> JobResult:
         """Wait for the end, fetch results on SUCCESS, and return the result (JobFailed otherwise).
 
+        On SUCCESS the JSON the job wrote to ``$POLLINATOR_RETURN`` becomes
+        ``return_value`` (:mod:`pollinator.run.returns`; an invalid one is a ProjectError).
+
         For a caller that already streamed the logs elsewhere (an Airflow
         trigger) and only needs the outcome: no log line is read again.
         """
@@ -311,6 +314,10 @@ class ProcessHandle:
             message, code = failed
             result = result.model_copy(update={"state": "FAILED", "errors": [message, *result.errors],
                                                "exit_code": code})
+        if result.ok:
+            value = returns.read_return_value(self.client, self.cfs.store, self.result_label)
+            if value is not returns.NO_RETURN_VALUE:
+                result = result.model_copy(update={"return_value": value, "returned": True})
         if not result.ok:
             detail = "; ".join(result.errors) or "no error message from the executor"
             raise JobFailed(f"process {result.process_id} ended {result.state}: {detail}",

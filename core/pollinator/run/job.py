@@ -35,6 +35,7 @@ from pollinator.errors import ProjectError
 from pollinator.run.discovery import Discovery
 from pollinator.run.handle import RUN_ID_ENV, Connections, LogHandler, ProcessHandle
 from pollinator.run.options import JobOptions
+from pollinator.run import returns
 from pollinator.run.result import JobResult
 from pollinator.run.token import TOKEN_ENV, find_by_token, token_label
 from pollinator import spec as specs
@@ -213,6 +214,7 @@ class Job:
             extra_dirs.append(SyncDirMount(label=result_label, dir=result_label, keepfiles=False,
                                            onconflicts=ConflictResolution(onclose=OnClose(keeplocal=True))))
         env["POLLINATOR_RESULT_DIR"] = f"{specs.CFS_MOUNT}{result_label}"
+        env[returns.RETURN_ENV] = returns.return_path(env["POLLINATOR_RESULT_DIR"])
         if self.token:
             env[TOKEN_ENV] = self.token
         env[RUN_ID_ENV] = self.run_id or DRY_RUN_RUN_ID

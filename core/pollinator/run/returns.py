@@ -10,8 +10,8 @@ Airflow pushes to XCom and Prefect returns. Remote Python functions use the
 same file.
 
 ``.pollinator/`` in a result dir holds the run's internal files (this one and
-the launcher's ``exit.json``): they are never listed as the user's result
-files and never pulled into the user's ``result_dir``.
+the launcher's ``exit.json``): the process handle never lists them as the
+user's result files nor pulls them into the user's ``result_dir``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import json
 from typing import Any, Optional, Protocol
 
 from pollinator.errors import ColoniesError, ProjectError
+from pollinator.launcher import INTERNAL_DIR
 
 RETURN_ENV = "POLLINATOR_RETURN"
-INTERNAL_DIR = ".pollinator"
 RETURN_FILE = "return.json"
 # XCom rows, Prefect results and the process record are not the place for bulk data: files are.
 MAX_RETURN_BYTES = 1024 * 1024
@@ -45,18 +45,6 @@ def return_path(result_dir: str) -> str:
 def internal_label(result_label: str) -> str:
     """The ColonyFS label of a run's internal files."""
     return f"{result_label.rstrip('/')}/{INTERNAL_DIR}"
-
-
-def is_internal(rel_path: str) -> bool:
-    """True for a result-relative path inside ``.pollinator/`` (never a user's result file)."""
-    rel = rel_path.strip("/")
-    return rel == INTERNAL_DIR or rel.startswith(INTERNAL_DIR + "/")
-
-
-def is_internal_label(label: str, result_label: str) -> bool:
-    """True for ``<result_label>/.pollinator`` and its sub-labels."""
-    inner = internal_label(result_label)
-    return label == inner or label.startswith(inner + "/")
 
 
 class NoReturnValue:
