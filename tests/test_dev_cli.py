@@ -61,15 +61,23 @@ def test_detach_env_echo_stop(tmp_path):
 
 def test_restart_keeps_processes(tmp_path):
     data = str(tmp_path / "colony")
-    assert _cli("dev", "--detach", "--data-dir", data, timeout=180).returncode == 0
+    started = _cli("dev", "--data-dir", data, "--detach", timeout=180)
+    assert started.returncode == 0
+    # the summary's commands act on this colony, not the default one
+    said = " ".join((started.stdout + started.stderr).split())
+    assert f"source <(pollinator dev env --data-dir {data})" in said
+    assert f"pollinator dev stop --data-dir {data}" in said
     try:
-        env = _parse_exports(_cli("dev", "env", "--data-dir", data).stdout)
+        env = _parse_exports(_cli("dev", "--data-dir", data, "env").stdout)  # --data-dir before the subcommand
+        assert _cli("dev", "--data-dir", data, "status").returncode == 0
         with Settings.from_env(env).client() as client:
             spec = FunctionSpec(funcname="nobody-runs-this", maxwaittime=-1, maxexectime=-1,
                                 conditions=Conditions(colonyname="dev", executortype="no-such-executor"))
             pid = client.submit(spec).processid
     finally:
-        _cli("dev", "stop", "--data-dir", data)
+        stopped = _cli("dev", "--data-dir", data, "stop")
+    assert stopped.returncode == 0 and "Stopped: " in stopped.stdout + stopped.stderr
+    assert _cli("dev", "status", "--data-dir", data).returncode == 1
     assert _cli("dev", "--detach", "--data-dir", data, timeout=180).returncode == 0
     try:
         env = _parse_exports(_cli("dev", "env", "--data-dir", data).stdout)
@@ -77,3 +85,15 @@ def test_restart_keeps_processes(tmp_path):
             assert client.get_process(pid).state == ProcessState.WAITING
     finally:
         _cli("dev", "stop", "--data-dir", data)
+
+
+def test_data_dir_in_either_position_names_that_dir(tmp_path):
+    """No colony in X: every subcommand says so about X, whichever side of the subcommand --data-dir is."""
+    data = str(tmp_path / "nothing-here")
+    for args in (("dev", "--data-dir", data, "status"), ("dev", "status", "--data-dir", data),
+                 ("dev", "--data-dir", data, "stop"), ("dev", "stop", "--data-dir", data),
+                 ("dev", "--data-dir", data, "env"), ("dev", "env", "--data-dir", data)):
+        out = _cli(*args, timeout=60)
+        said = " ".join((out.stdout + out.stderr).split())
+        assert data in said, (args, said)
+        assert out.returncode == (0 if "stop" in args else 1 if "status" in args else 2), (args, said)

@@ -20,6 +20,25 @@ dev_app = typer.Typer(help="Run a local colony: Colonies server, S3 endpoint and
 console = Console(stderr=True)
 
 DataDir = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="Where the colony keeps its state, keys and logs.")
+# A subcommand's own --data-dir; unset means the one given before the subcommand
+# (`pollinator dev --data-dir X stop` and `pollinator dev stop --data-dir X` both act on X).
+SubDataDir = typer.Option(None, "--data-dir", help="Where the colony keeps its state, keys and logs "
+                                                   "(also accepted before the subcommand).")
+_HOME_DEFAULT = Path.home() / ".pollinator" / "dev"
+
+
+def _data_dir(ctx: typer.Context, given: Optional[Path]) -> Path:
+    if given is not None:
+        return given
+    parent = ctx.parent.params.get("data_dir") if ctx.parent is not None else None
+    return Path(parent) if parent is not None else DEFAULT_DATA_DIR
+
+
+def _cmd(colony: LocalColony, sub: str) -> str:
+    """A `pollinator dev <sub>` command line that acts on this colony, whatever the shell's env says."""
+    if colony.data_dir == _HOME_DEFAULT.expanduser().resolve():
+        return f"pollinator dev {sub}"
+    return f"pollinator dev {sub} --data-dir {shlex.quote(str(colony.data_dir))}"
 
 
 def _fail(exc: Exception, code: int) -> typer.Exit:
@@ -51,7 +70,8 @@ def dev(ctx: typer.Context, data_dir: Path = DataDir,
         console.print(f"A local colony is already running from {colony.data_dir}.")
         _summary(colony)
         if not detach:
-            console.print("Stop it with `pollinator dev stop` first to run it in the foreground.")
+            console.print(f"Stop it with `{_cmd(colony, 'stop')}` first to run it in the foreground.",
+                          soft_wrap=True)
         return
     try:
         with console.status("Starting the local colony..."):
@@ -62,8 +82,8 @@ def dev(ctx: typer.Context, data_dir: Path = DataDir,
         raise _fail(exc, 1) from None
     _summary(colony)
     if detach:
-        console.print("Running in the background. Use it with:  [bold]source <(pollinator dev env)[/bold]"
-                      "   Stop it with: [bold]pollinator dev stop[/bold]")
+        console.print(f"Running in the background. Use it with:  [bold]source <({_cmd(colony, 'env')})[/bold]"
+                      f"   Stop it with: [bold]{_cmd(colony, 'stop')}[/bold]", soft_wrap=True)
         return
     console.print("Press Ctrl-C to stop.")
     stop = threading.Event()
@@ -96,9 +116,9 @@ def _summary(colony: LocalColony) -> None:
 
 
 @dev_app.command("env")
-def env_command(data_dir: Path = DataDir) -> None:
+def env_command(ctx: typer.Context, data_dir: Optional[Path] = SubDataDir) -> None:
     """Print `export` lines for the running local colony (source <(pollinator dev env))."""
-    colony = LocalColony(data_dir)
+    colony = LocalColony(_data_dir(ctx, data_dir))
     try:
         env = colony.env()
     except ConfigError as exc:
@@ -108,9 +128,9 @@ def env_command(data_dir: Path = DataDir) -> None:
 
 
 @dev_app.command("stop")
-def stop_command(data_dir: Path = DataDir) -> None:
+def stop_command(ctx: typer.Context, data_dir: Optional[Path] = SubDataDir) -> None:
     """Stop the local colony started from this data dir."""
-    colony = LocalColony(data_dir)
+    colony = LocalColony(_data_dir(ctx, data_dir))
     if not colony.is_running():
         console.print(f"No local colony is running from {colony.data_dir}.")
         leftover = colony.slurm_cluster().stop()  # daemons of a colony whose server died
@@ -122,9 +142,9 @@ def stop_command(data_dir: Path = DataDir) -> None:
 
 
 @dev_app.command("status")
-def status_command(data_dir: Path = DataDir) -> None:
+def status_command(ctx: typer.Context, data_dir: Optional[Path] = SubDataDir) -> None:
     """Say whether a local colony runs from this data dir, and its parts."""
-    colony = LocalColony(data_dir)
+    colony = LocalColony(_data_dir(ctx, data_dir))
     state = colony.read_state()
     if not state:
         console.print(f"No local colony in {colony.data_dir}.")
