@@ -28,6 +28,7 @@ bench: $(BIN)/.installed
 # targets are judged at full size with `make bench`, never by a timed test)
 bench-smoke: $(BIN)/.installed
 	$(BIN)/python benchmarks/local_colony_latency.py --cycles 50 --concurrency 4
+	$(BIN)/python benchmarks/pickup_latency.py --jobs 8 --idle 2
 	$(BIN)/python benchmarks/run_overhead.py --jobs 3 --lines 20 --cli-runs 3
 	$(BIN)/python benchmarks/sync_throughput.py --small 100 --big-mb 10 --many 500 --huge-mb 20 --repeat 1
 	$(BIN)/python benchmarks/trigger_scale.py --n 10 --seconds 3

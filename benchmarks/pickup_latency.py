@@ -51,7 +51,8 @@ def free_port() -> int:
 def start_server(data_dir: Path, server_id: str, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "POLLINATOR_DEV_WAKE_ALL"}  # real-server wake-ups
     proc = subprocess.Popen([sys.executable, "-m", "pollinator.dev.server", "--host", "127.0.0.1", "--port",
-                             str(port), "--data-dir", str(data_dir), "--server-id", server_id], env=env)
+                             str(port), "--data-dir", str(data_dir), "--server-id", server_id], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # quiet: stopped long-polls
     deadline = time.time() + 15
     while time.time() < deadline:
         try:
