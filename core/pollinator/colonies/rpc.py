@@ -40,7 +40,14 @@ def encode_envelope(msg: dict[str, Any], prvkey: str) -> dict[str, str]:
 def decode_reply(status: int, body: bytes, msgtype: str = "") -> Any:
     """The decoded reply payload, or the matching ColoniesError."""
     try:
-        envelope = json.loads(body)
+        try:
+            envelope = json.loads(body)
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":
+                raise
+            # The Go server answers some refusals (PostgreSQL's, e.g. a NUL in a log message) with two
+            # error envelopes back to back; the first one is the answer.
+            envelope, _end = json.JSONDecoder().raw_decode(body.decode("utf-8", "replace").lstrip())
         payload_b64 = envelope.get("payload", "")
         payload = json.loads(base64.b64decode(payload_b64)) if payload_b64 else None
     except (ValueError, AttributeError, TypeError) as exc:

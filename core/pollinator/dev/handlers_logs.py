@@ -12,6 +12,7 @@ from pollinator.dev.wire import RPCError, get_bool, get_int, get_str
 MAX_LOG_COUNT = 500
 MAX_SEARCH_COUNT = 100
 MAX_SEARCH_DAYS = 30
+PG_NUL_REFUSED = 'pq: invalid byte sequence for encoding "UTF8": 0x00'
 
 
 @handler("add log")
@@ -26,6 +27,8 @@ def add_log(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
         raise RPCError(403, "Failed to set output, process is not running")  # sic: the Go server's text
     if process["assigned"] != rid or executor is None:
         raise RPCError(403, "Failed to add log, not allowed to add log, only the assigned Executor may att logs")
+    if "\x00" in message:  # PostgreSQL text cannot hold NUL: the real server refuses the whole message
+        raise RPCError(400, PG_NUL_REFUSED, then_status=500)
     ctx.store.add_log(process["id"], process["colony"], executor["name"], message)
     return EMPTY
 

@@ -164,7 +164,10 @@ async def dispatch(ctx: Ctx, body: bytes, server: tuple[str, int] = ("0.0.0.0", 
         if inspect.isawaitable(result):
             result = await result
     except RPCError as exc:
-        return exc.status, error_body(exc.status, exc.message)
+        body = error_body(exc.status, exc.message)
+        if exc.then_status:
+            body += error_body(exc.then_status, exc.message)
+        return exc.status, body
     except BadType:
         return 400, error_body(400, entry.invalid_json)
     except NoReply:

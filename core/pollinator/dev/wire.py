@@ -21,10 +21,14 @@ _NS = 1_000_000_000
 class RPCError(Exception):
     """An error reply: HTTP status and the exact message the Go server would send."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, then_status: int = 0):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.then_status = then_status
+        """When set, a second error envelope with this status follows the first in the same body, as the
+        Go server writes when a handler reports an error and gin's recovery then writes another
+        (a PostgreSQL refusal: 400 then 500, more/addlogmsg_nul_byte.json)."""
 
 
 class NoReply(Exception):

@@ -119,20 +119,25 @@ class Mounts:
         with _dir_lock(mount.dir):
             cfs.sync(mount.dir, mount.label, keep_local)
 
-    def finish(self, *, upload: bool) -> list[str]:
-        """Sync dirs back (when ``upload``), drop snapshots and local files as the spec asks.
+    def upload_targets(self) -> list[tuple[str, Path, bool]]:
+        """(label, dir relative to the fs dir, keep-local rule) of every sync dir to upload on close."""
+        return [(m.label, m.dir.relative_to(self.fs_dir), m.keep_local_on_close) for m in self.dirs
+                if m.label and (m.dir == self.fs_dir or self.fs_dir in m.dir.parents)]
 
-        Returns the problems met (best effort: one failing step does not skip the others),
-        each as a short sentence for the process's error list.
+    def upload(self) -> None:
+        """Sync every sync-dir mount back with its onclose rule; raises on the first failure.
+
+        This is how result files reach their label. The caller retries it through outages
+        (``process_job``) and deletes nothing until it has succeeded.
         """
-        problems: list[str] = []
-        if upload and self.dirs:
-            try:
-                cfs = self._need_cfs()
-                for mount in self.dirs:
-                    self._sync(cfs, mount, mount.keep_local_on_close, "close")
-            except Exception as exc:  # noqa: BLE001 - reported to the user as the job's error
-                problems.append(f"uploading results failed: {exc}")
+        if not self.dirs:
+            return
+        cfs = self._need_cfs()
+        for mount in self.dirs:
+            self._sync(cfs, mount, mount.keep_local_on_close, "close")
+
+    def cleanup(self) -> None:
+        """Drop snapshots and local files as the spec asks (best effort; problems are only said)."""
         for snap in self.snapshots:
             if snap.snapshot_id and not snap.keep_snapshot and self._cfs is not None:
                 try:
@@ -142,6 +147,21 @@ class Mounts:
         for path, keep in [(s.dir, s.keep_files) for s in self.snapshots] + [(d.dir, d.keep_files) for d in self.dirs]:
             if not keep:
                 self._remove(path)
+
+    def finish(self, *, upload: bool) -> list[str]:
+        """One upload attempt (when ``upload``), then :meth:`cleanup`; the problems as sentences.
+
+        Kept for callers that want the old one-shot behaviour; the executor itself uses
+        :meth:`upload` with retries and cleans up only after the results are registered.
+        """
+        problems: list[str] = []
+        if upload and self.dirs:
+            try:
+                self.upload()
+            except Exception as exc:  # noqa: BLE001 - reported to the user as the job's error
+                problems.append(f"uploading results failed: {exc}")
+                return problems  # nothing is deleted: the files are all that is left of the results
+        self.cleanup()
         return problems
 
     def _remove(self, path: Path) -> None:

@@ -28,7 +28,11 @@ from pollinator.errors import ColoniesError, NotFound, PollinatorError
 from pollinator.executor.backend import AbortSignal, Backend, LaunchSpec, RunResult
 from pollinator.executor.fs_mounts import CfsLike, Mounts
 from pollinator.executor import launcher_mount
+from pollinator.executor.job_end import (DELIVERED, LOST as END_LOST, PENDING, EndPolicy, deliver_close,
+                                         failed_upload_close, quarantine, upload_with_retries)
+from pollinator.executor.journal import JournalEntry, PendingClose, PendingUpload
 from pollinator.executor.launch import PathMapper, Plan, plan_execute
+from pollinator.executor.retrying import GaveUp
 from pollinator.executor.log_stream import LogShipper
 from pollinator.executor.strict import Conformance
 
@@ -118,10 +122,12 @@ class ProcessJob:
                  cfs: Optional[CfsLike] = None, executor_id: str = "", abort: Optional[AbortSignal] = None,
                  cancel_poll: Union[float, Callable[[], float]] = 1.0, assigned_at: Optional[float] = None,
                  cfs_factory: Optional[Callable[[], Optional[CfsLike]]] = None,
-                 conformance: Optional[Conformance] = None):
+                 conformance: Optional[Conformance] = None, policy: Optional[EndPolicy] = None):
         self.process = process
         self.conformance = conformance or Conformance()
         self.pid = process.processid
+        self.attempt = process.retries
+        self.policy = policy or EndPolicy()
         self.client = client
         self.backend = backend
         self.fs_dir = Path(fs_dir)
@@ -146,23 +152,41 @@ class ProcessJob:
             self._cfs = self._cfs_factory()
         return self._cfs
 
+    def _entry(self, close: Optional[PendingClose] = None) -> JournalEntry:
+        return JournalEntry(process_id=self.pid, attempt=self.attempt, executor_id=self.executor_id,
+                            job_dir=str(self.fs_dir), close=close)
+
     def _close_ok(self, out: list[Any]) -> None:
-        self.logs.close()
-        try:
-            self.client.close_successful(self.pid, out)
-            self.outcome = "success"
-        except ColoniesError as exc:
-            log.warning("could not close process %s as successful: %s", self.pid, exc)
-            self.outcome = f"close refused: {exc}"
+        self._close(self._entry(PendingClose(ok=True, out=out)))
 
     def _close_failed(self, errors: list[str]) -> None:
-        self.logs.close()
+        self._close(self._entry(PendingClose(ok=False, errors=errors)))
+
+    def _close(self, entry: JournalEntry) -> None:
+        """Flush the logs, then close through outages; journaled so an executor restart finishes it."""
+        assert entry.close is not None
+        self.logs.close(timeout=None)  # addlog is refused once the process is closed
+        journal = self.policy.journal
+        done = False
         try:
-            self.client.close_failed(self.pid, errors)
-            self.outcome = "failed"
-        except ColoniesError as exc:
-            log.warning("could not close process %s as failed: %s", self.pid, exc)
-            self.outcome = f"close refused: {exc}"
+            if journal is not None:
+                journal.write(entry)
+            verdict = deliver_close(self.client, entry, self.policy)
+            done = verdict != PENDING
+        except Exception as exc:  # noqa: BLE001 - a full disk must not leave the job RUNNING silently
+            log.exception("process %s: closing failed: %s", self.pid, exc)
+            verdict = PENDING
+        if verdict == DELIVERED:
+            self.outcome = "success" if entry.close.ok else "failed"
+        elif verdict == END_LOST:
+            self.outcome = LOST
+        else:
+            self.outcome = "close pending (journaled)"
+        if journal is not None and done and not entry.uploads:
+            journal.remove(entry)
+        elif journal is not None and done:
+            entry.closed = True
+            journal.write(entry)
 
     def _lost(self) -> None:
         """The process was cancelled or taken away: say nothing more to the server."""
@@ -229,14 +253,14 @@ class ProcessJob:
             # a Pollinator launcher carries the job's cmd/args/env: its /cfs paths point here too
             launcher_mount.localize(plan.command, PathMapper(self.fs_dir, self.process.spec.fs.mount, self.pid))
         except Exception as exc:  # noqa: BLE001 - any staging failure is the job's failure
-            mounts.finish(upload=False)
+            mounts.cleanup()
             if self.abort.reason in (CANCELLED, LOST):
                 self._lost()
             else:
                 self._close_failed([f"staging files failed: {exc}"])
             return
         if self.abort.is_set():  # cancelled or stopped while files were staged
-            mounts.finish(upload=False)
+            mounts.cleanup()
             if self.abort.reason in (CANCELLED, LOST):
                 self._lost()
             else:
@@ -246,34 +270,64 @@ class ProcessJob:
         result = self._run_plan(plan)
 
         if result.aborted in (CANCELLED, LOST) or (self.abort.reason in (CANCELLED, LOST)):
-            mounts.finish(upload=False)
+            mounts.cleanup()
             self._lost()
             return
         if result.aborted:  # executor stopped
-            mounts.finish(upload=False)
+            mounts.cleanup()
             self._close_failed([f"{result.aborted}: the job was killed before it finished"])
             return
 
-        problems = mounts.finish(upload=True)
-        watcher.check()  # a cancel during the upload must not be followed by a close
+        watcher.check()  # a cancel or re-queue while the job ran: nothing more to say to the server
         if self.abort.reason in (CANCELLED, LOST):
+            mounts.cleanup()
             self._lost()
             return
+        self._end(mounts, self._intended_close(plan, result, output_file))
+
+    def _intended_close(self, plan: Plan, result: RunResult, output_file: Path) -> PendingClose:
         if not result.ok and self.conformance.ignores_exit_codes:
             self.say(f"{self._errors(plan, result)[0]}; closing SUCCESS anyway (exit codes ignored, "
                      "as the Kube executor does)")
         elif not result.ok:
-            self._close_failed(self._errors(plan, result) + problems)
-            return
-        if problems:
-            self._close_failed(problems)
-            return
+            return PendingClose(ok=False, errors=self._errors(plan, result))
         try:
-            out = self._read_output(output_file)
+            return PendingClose(ok=True, out=self._read_output(output_file))
         except ValueError as exc:
-            self._close_failed([str(exc)])
-            return
-        self._close_ok(out)
+            return PendingClose(ok=False, errors=[str(exc)])
+
+    def _end(self, mounts: Mounts, close: PendingClose) -> None:
+        """Results into ColonyFS (retried; quarantined if they cannot go), then the close (retried).
+
+        The journal holds what is owed before anything is deleted, so neither a long outage nor
+        an executor crash loses the results or the close.
+        """
+        entry = self._entry(close)
+        entry.uploads = [PendingUpload(label=label, dir=str(rel), keep_local=keep)
+                         for label, rel, keep in mounts.upload_targets()]
+        if entry.uploads:
+            if self.policy.journal is not None:
+                self.policy.journal.write(entry)
+            try:
+                problem = upload_with_retries(mounts.upload, self.client, entry, self.policy, self.say)
+            except GaveUp as gave:
+                self.say(f"results not uploaded: {gave.reason}")
+                mounts.cleanup()
+                if self.policy.journal is not None:
+                    self.policy.journal.remove(entry)
+                self._lost()
+                return
+            if problem is None:
+                entry.uploads = []
+                mounts.cleanup()
+            else:
+                where = quarantine(entry, self.policy)
+                entry.job_dir, entry.quarantined = str(where), True
+                entry.close = failed_upload_close(entry, problem, where, self.policy, close)
+                self.say(entry.close.errors[-1])
+        else:
+            mounts.cleanup()
+        self._close(entry)
 
     def _run_plan(self, plan: Plan) -> RunResult:
         """init-cmd once, then the command on every rank, under one walltime deadline."""

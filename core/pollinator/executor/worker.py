@@ -6,8 +6,20 @@ hands us a process we have no room for (it would sit RUNNING, unstarted).
 nothing was queued. ``poll_lanes`` long-polls overlap, their starts spread
 evenly (``assign_pacing``): a real server may give the wake-up for a process
 naming us to another executor of our type, and then only our next poll start
-finds it. Other errors back off exponentially (capped) so a
-restarting server is not hammered, and the loop resumes by itself.
+finds it. Other errors back off exponentially, capped at
+``MAX_POLL_BACKOFF`` seconds, so a restarting server is not hammered and work
+is picked up again within seconds of it coming back.
+
+Each attempt of a process (``Process.retries``: a re-queue makes a new one)
+gets its own job dir ``<fs_dir>/jobs/<process id>-<attempt>`` and its own
+entry in ``_running``, so a lost attempt's cleanup never touches the live
+one. When the server hands us a new attempt of a process whose old attempt
+is still here, the old one is stopped (its Slurm job cancelled) and waited
+for before the new one starts: never two attempts of one process at once.
+
+What a job still owes when it cannot deliver it (results, a close) is kept
+in the journal under ``<fs_dir>/journal``; ``run_forever`` finishes those
+entries first thing, in the background (see ``job_end``).
 
 The long-poll runs in its own thread with its own connection, because a
 blocked HTTP read cannot be interrupted: ``stop()`` kills and closes the jobs
@@ -36,8 +48,11 @@ from pollinator.errors import AccessDenied, ColoniesError, ConfigError, NotFound
 from pollinator.executor.assign_pacing import PollPacer
 from pollinator.executor.backend import AbortSignal, Backend
 from pollinator.executor.fs_mounts import CfsLike
+from pollinator.executor.job_end import DEFAULT_CLOSE_WINDOW, DEFAULT_UPLOAD_WINDOW, EndPolicy
 from pollinator.executor.job_runner import LocalBackend
-from pollinator.executor.process_job import STOPPED, ProcessJob
+from pollinator.executor.journal import Journal
+from pollinator.executor.process_job import LOST, STOPPED, ProcessJob
+from pollinator.executor.recovery import recover_pending
 from pollinator.executor.strict import Conformance
 from pollinator.executor.registration import deregister_executor, register_executor
 
@@ -45,6 +60,23 @@ log = logging.getLogger(__name__)
 
 CfsFactory = Callable[[ColoniesClient], Optional[CfsLike]]
 MAX_CANCEL_CHECKS_PER_S = 50
+MAX_POLL_BACKOFF = 4.0
+"""Seconds between assign attempts while the server is unreachable, at most."""
+ENV_UPLOAD_WINDOW = "POLLINATOR_EXECUTOR_UPLOAD_WINDOW"
+ENV_CLOSE_WINDOW = "POLLINATOR_EXECUTOR_CLOSE_WINDOW"
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must be 0 or more seconds")
+    return value
 
 
 def default_cfs_factory(settings: Settings) -> CfsFactory:
@@ -68,7 +100,8 @@ class LocalExecutor:
                  register_with_colony_prvkey: Optional[str] = None, backend: Optional[Backend] = None,
                  cfs_factory: Optional[CfsFactory] = None, poll_timeout: int = 1, cancel_poll: float = 1.0,
                  deregister_on_stop: Optional[bool] = None, stop_grace: float = 2.0,
-                 conformance: Optional[Conformance] = None, poll_lanes: int = 2):
+                 conformance: Optional[Conformance] = None, poll_lanes: int = 2,
+                 upload_window: Optional[float] = None, close_window: Optional[float] = None):
         if max_jobs < 1:
             raise ConfigError(f"max_jobs={max_jobs}: an executor needs at least one job slot")
         if not executor_prvkey and not register_with_colony_prvkey:
@@ -106,7 +139,16 @@ class LocalExecutor:
         self._stop = threading.Event()
         self._slots = threading.Semaphore(max_jobs)
         self._lock = threading.Lock()
-        self._running: dict[str, tuple[threading.Thread, AbortSignal]] = {}
+        self._running: dict[tuple[str, int], tuple[threading.Thread, AbortSignal]] = {}
+        """(process id, attempt) -> the job's thread and abort signal."""
+        self.journal = Journal(self.fs_dir / "journal")
+        self.policy = EndPolicy(
+            journal=self.journal, quarantine_dir=self.fs_dir / "quarantine",
+            upload_window=upload_window if upload_window is not None else
+            _seconds_from_env(ENV_UPLOAD_WINDOW, DEFAULT_UPLOAD_WINDOW),
+            close_window=close_window if close_window is not None else
+            _seconds_from_env(ENV_CLOSE_WINDOW, DEFAULT_CLOSE_WINDOW),
+            executor_name=name, stop=self._stop)
         self.finished: list[tuple[str, str]] = []
         """(process id, outcome) of every job this executor ran, oldest first."""
 
@@ -131,7 +173,7 @@ class LocalExecutor:
 
     def running_jobs(self) -> list[str]:
         with self._lock:
-            return list(self._running)
+            return [pid for pid, _attempt in self._running]
 
     def run_forever(self) -> None:
         """Serve until ``stop()``; then wait for the jobs and deregister (when self-registered)."""
@@ -140,6 +182,8 @@ class LocalExecutor:
                  self.settings.colony_name, self.fs_dir, self.max_jobs)
         # build the ColonyFS engine now rather than inside the first job
         threading.Thread(target=self._shared_cfs, name=f"warm-{self.name}", daemon=True).start()
+        if self.journal.pending():
+            threading.Thread(target=self._recover, name=f"recover-{self.name}", daemon=True).start()
         pollers = [threading.Thread(target=self._poll_main, args=(client,), name=f"assign-{self.name}-{lane}",
                                     daemon=True) for lane, client in enumerate(self._poll_clients)]
         for poller in pollers:
@@ -190,7 +234,7 @@ class LocalExecutor:
                 if self._stop.is_set():
                     break
                 failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                delay = min(MAX_POLL_BACKOFF, 0.25 * 2 ** min(failures, 6))
                 level = logging.ERROR if isinstance(exc, AccessDenied) else logging.WARNING
                 log.log(level, "assign failed (%s); retrying in %.1f s", exc, delay)
                 self._stop.wait(delay)
@@ -216,20 +260,34 @@ class LocalExecutor:
         except ColoniesError as exc:
             log.warning("could not close process %s: %s", process.processid, exc)
 
+    def _recover(self) -> None:
+        """Finish what earlier runs of this executor still owed (uploads, closes) from the journal."""
+        try:
+            recover_pending(self.journal, self.client, self._shared_cfs, self.policy)
+        except Exception:  # noqa: BLE001 - the entries stay for the next start
+            log.exception("finishing the journal failed; its entries are kept")
+
     def _start_job(self, process: Process) -> None:
         abort = AbortSignal()
-        # Each process gets its own /cfs: two runs of the same project (two DAG runs, a retry overlapping
-        # a slow cleanup) must not stage, sync or delete each other's src/data/result dirs.
-        job = ProcessJob(process, client=self.client, backend=self.backend, fs_dir=self.job_dir(process.processid),
-                         executor_id=self.executor_id, abort=abort, cancel_poll=self._cancel_interval,
-                         assigned_at=time.monotonic(), cfs_factory=self._shared_cfs, conformance=self.conformance)
-        thread = threading.Thread(target=self._job_main, args=(job,), name=f"job-{process.processid[:8]}",
-                                  daemon=True)
+        attempt = process.retries
+        key = (process.processid, attempt)
+        # Each attempt gets its own /cfs: two runs of one project, or a retry overlapping the cleanup of a
+        # lost attempt, must not stage, sync or delete each other's src/data/result dirs.
+        job = ProcessJob(process, client=self.client, backend=self.backend,
+                         fs_dir=self.job_dir(process.processid, attempt), executor_id=self.executor_id, abort=abort,
+                         cancel_poll=self._cancel_interval, assigned_at=time.monotonic(),
+                         cfs_factory=self._shared_cfs, policy=self.policy,
+                         conformance=self.conformance)
         with self._lock:
-            self._running[process.processid] = (thread, abort)
+            earlier = [(k, t, a) for k, (t, a) in self._running.items() if k[0] == process.processid]
+            for _key, _thread, old_abort in earlier:
+                old_abort.set(LOST)  # the server gave the process out again: that attempt is over
+            thread = threading.Thread(target=self._job_main, args=(job, key, [t for _k, t, _a in earlier]),
+                                      name=f"job-{process.processid[:8]}-{attempt}", daemon=True)
+            self._running[key] = (thread, abort)
             if self._stop.is_set():
                 abort.set(STOPPED)
-        log.info("process %s assigned (%s)", process.processid, process.spec.funcname)
+        log.info("process %s attempt %d assigned (%s)", process.processid, attempt + 1, process.spec.funcname)
         thread.start()
 
     def _shared_cfs(self) -> Optional[CfsLike]:
@@ -244,21 +302,23 @@ class LocalExecutor:
         so a thousand running jobs do not flood the server with state polls (a cancel then takes longer)."""
         return max(self.cancel_poll, len(self._running) / MAX_CANCEL_CHECKS_PER_S)
 
-    def job_dir(self, process_id: str) -> Path:
-        """Where /cfs is for one process: ``<fs_dir>/jobs/<process id>``, removed when the job ends."""
-        return self.fs_dir / "jobs" / process_id
+    def job_dir(self, process_id: str, attempt: int = 0) -> Path:
+        """Where /cfs is for one attempt: ``<fs_dir>/jobs/<process id>-<attempt>``, removed when it ends."""
+        return self.fs_dir / "jobs" / f"{process_id}-{attempt}"
 
-    def _job_main(self, job: ProcessJob) -> None:
+    def _job_main(self, job: ProcessJob, key: tuple[str, int], earlier: list[threading.Thread]) -> None:
         try:
+            for thread in earlier:  # a lost attempt first stops (scancel) and cleans up; then this one runs
+                thread.join()
             job.run()
         finally:
             if not os.environ.get("POLLINATOR_KEEP_JOB_DIRS"):
-                shutil.rmtree(self.job_dir(job.pid), ignore_errors=True)
+                shutil.rmtree(job.fs_dir, ignore_errors=True)  # quarantined results were moved away first
             with self._lock:
-                self._running.pop(job.pid, None)
+                self._running.pop(key, None)
                 self.finished.append((job.pid, job.outcome))
             self._slots.release()
-            log.info("process %s done: %s", job.pid, job.outcome or "?")
+            log.info("process %s attempt %d done: %s", job.pid, key[1] + 1, job.outcome or "?")
 
     def _drain(self, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
