@@ -300,7 +300,6 @@ def test_replay_more_captures(tmp_path) -> None:
     replay_more(tmp_path, [n for n in MORE_NAMES if n != NUL_CAPTURE])
 
 
-@pytest.mark.xfail(reason="the NUL refusal in the logs handler lands with issue #16", strict=False)
 def test_replay_more_nul_byte_capture(tmp_path) -> None:
     """A NUL in a log line: 400 with the Go server's two error envelopes back to back, nothing stored."""
     replay_more(tmp_path, [NUL_CAPTURE])
