@@ -15,6 +15,7 @@ import typer
 from pollinator.cli import common, output
 from pollinator.colonies.models import ExecutorState, Log, Process, ProcessState
 from pollinator.colonies.rpc import MAX_LOG_COUNT
+from pollinator.run.follow import LogCursor
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -143,18 +144,19 @@ def get_command(process_id: str = typer.Argument(..., help="The process id."), j
 
 
 def fetch_logs(client: Any, process_id: str) -> list[Log]:
-    """Every log line the server holds for a process, paging past the server's per-call limit."""
+    """Every log line the server holds for a process, paging past the server's per-call limit.
+
+    Pages with the followers' cursor (``run.follow.LogCursor``): ``since`` is exclusive, so each page
+    asks from the last timestamp - 1 and drops what it already gave, and lines sharing a nanosecond at
+    a page boundary all come through."""
+    cursor = LogCursor()
     logs: list[Log] = []
-    since = 0
     while True:
-        batch = client.get_logs(process_id, since=since, count=MAX_LOG_COUNT)
-        logs += batch
-        if len(batch) < MAX_LOG_COUNT:
+        batch = client.get_logs(process_id, since=cursor.query_since(), count=MAX_LOG_COUNT)
+        fresh = cursor.accept(batch)
+        logs += fresh
+        if len(batch) < MAX_LOG_COUNT or not fresh:  # the end, or a full page of one nanosecond: no way on
             return logs
-        last = batch[-1].timestamp
-        if last <= since:  # the server did not move forward; stop rather than loop
-            return logs
-        since = last
 
 
 def logs_command(process_id: str = typer.Argument(..., help="The process id."), json_out: bool = JsonOpt) -> None:
