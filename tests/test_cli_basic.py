@@ -134,7 +134,11 @@ def test_unknown_option_is_usage_error():
 
 
 def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
-    """`pollinator new -e x && pollinator funcspec` through the installed console script."""
+    """`pollinator new -e x && pollinator funcspec` through the installed console script.
+
+    Go's shape (kwargs, mounts, deadlines); what Pollinator's `run` adds to it (the client token as label
+    and env, the run id, the result dir) shows as placeholders, because funcspec is what `run` sends.
+    """
     exe = Path(sys.executable).with_name("pollinator")
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     env["COLONIES_COLONY_NAME"] = "dev"
@@ -143,12 +147,13 @@ def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     spec = json.loads(proc.stdout)
     p = load_project(tmp_path).project_name
-    assert spec["label"] == "test_label"
+    assert spec["label"] == "pollinator:<token-hash>"
     assert spec["funcname"] == "execute" and spec["args"] == []
     assert spec["kwargs"] == {"args": [f"/cfs/pollinator/{p}/SNAP/src/main.py"], "cmd": "python3",
                               "docker-image": "python:3.12-rc-bookworm", "init-cmd": "pip3 install numpy",
                               "rebuild-image": False}
-    assert spec["env"] == {"PROJECT_DIR": f"/cfs/pollinator/{p}"}
+    assert spec["env"] == {"PROJECT_DIR": f"/cfs/pollinator/{p}", "POLLINATOR_CLIENT_TOKEN": "<token>",
+                           "POLLINATOR_RESULT_DIR": f"/cfs/pollinator/{p}/result", "POLLINATOR_RUN_ID": "<run_id>"}
     assert spec["fs"] == {
         "mount": "/cfs",
         "snapshots": [{"snapshotid": "SNAP", "label": f"/pollinator/{p}/src", "dir": f"/pollinator/{p}/SNAP/src",

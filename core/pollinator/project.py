@@ -30,7 +30,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
@@ -48,6 +48,9 @@ from pollinator.resources import (  # noqa: F401 - re-exported: the parsers' old
     parse_mem,
     parse_walltime,
 )
+
+if TYPE_CHECKING:
+    from pollinator.run.options import JobOptions
 
 PROJECT_FILE = "project.yaml"
 DEFAULT_EXECUTOR_TYPE = "container-executor"
@@ -205,6 +208,28 @@ class Project(_Model):
             environment=Environment(docker=SCAFFOLD_IMAGE, rebuild_image=False, init_cmd=SCAFFOLD_INIT_CMD,
                                     cmd=SCAFFOLD_CMD, source=SCAFFOLD_SOURCE),
         )
+
+    def job_options(self, **overrides: Any) -> "JobOptions":
+        """This project as the options of one job: the only mapping of project.yaml onto a job.
+
+        ``cfs/src``, ``cfs/data`` and ``cfs/result`` under the project directory
+        are the job's src, data and result dirs. ``overrides`` (the core's
+        option names; ``None`` = not given) replace the file's values.
+        """
+        from pollinator.run.options import JobOptions  # here: pollinator.run imports this module
+
+        c, e = self.conditions, self.environment
+        fields: dict[str, Any] = dict(
+            name=self.project_name, cmd=e.cmd or "", image=e.docker, init_cmd=e.init_cmd,
+            rebuild_image=e.rebuild_image, source=e.source, executor_names=c.executor_names,
+            executor_type=c.executor_type, nodes=c.nodes, processes_per_node=c.processes_per_node, cpu=c.cpu,
+            mem=c.mem, gpu_count=c.gpu.count, gpu_name=c.gpu.name, walltime=c.walltime,
+            src_dir=self.cfs_dir / "src", data_dir=self.cfs_dir / "data", result_dir=self.cfs_dir / "result")
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        if not fields["cmd"]:
+            where = self.path or PROJECT_FILE
+            raise ProjectError(f"{where}: environment.cmd is empty: set the command to run, e.g. python3")
+        return JobOptions.build(**fields)
 
     def to_go_dict(self) -> dict[str, Any]:
         """The YAML mapping in the Go tool's key order.

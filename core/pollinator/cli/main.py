@@ -200,14 +200,16 @@ def funcspec_command(
 ) -> None:
     """Print the function spec `pollinator run` would submit for ./project.yaml (no sync, no submit).
 
-    Unlike the Go tool's funcspec this uploads nothing: the src snapshot id is
-    a placeholder unless --snapshot-id is given.
+    The same spec as `pollinator run --dry-run`. Unlike the Go tool's funcspec
+    this uploads nothing: values only known at submit time (the src snapshot
+    id unless --snapshot-id is given, the run id, the client token) are
+    placeholders like <snapshot>.
     """
-    from pollinator.spec import spec_from_project, spec_json
+    from pollinator.cli.run import preview_spec
+    from pollinator.spec import spec_json
 
-    project = load_project(project_path)
-    colony_name = colony or os.environ.get("COLONIES_COLONY_NAME", "").strip() or COLONY_PLACEHOLDER
-    output.echo_raw(spec_json(spec_from_project(colony_name, project, snapshot_id)))
+    snapshot = None if snapshot_id == SNAPSHOT_PLACEHOLDER else snapshot_id
+    output.echo_raw(spec_json(preview_spec(project_path, colony, snapshot)))
 
 
 def main() -> None:

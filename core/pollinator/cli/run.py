@@ -8,22 +8,52 @@ re-attaches to the still-running process instead of submitting a second one.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import SecretStr
 
 from pollinator.cli import common, output
 from pollinator.colonies import crypto
-from pollinator.colonies.models import ProcessState
-from pollinator.errors import JobFailed, ProjectError, SyncError
+from pollinator.colonies.models import FunctionSpec, ProcessState
+from pollinator.config import Settings
+from pollinator.errors import ConfigError, JobFailed, ProjectError, SyncError
 from pollinator.run import Job, JobResult, ProcessHandle
+from pollinator.run.build import PLACEHOLDER_TOKEN
 from pollinator.run.follow import INTERACTIVE
 from pollinator.spec import spec_json
 
 EXIT_CANCELLED = 130
 STATE_FILE = Path(".pollinator") / "run.json"
+COLONY_PLACEHOLDER = "<colony>"
+
+
+def preview_settings(colony: Optional[str] = None) -> Settings:
+    """Settings for a spec preview: the environment's colony (or ``colony``), else a placeholder name.
+
+    A preview talks to no server, so it neither needs a key nor looks for a local colony.
+    """
+    try:
+        settings = Settings.from_env()
+    except ConfigError:
+        name = os.environ.get("COLONIES_COLONY_NAME", "").strip() or COLONY_PLACEHOLDER
+        settings = Settings(colony_name=name, prvkey=SecretStr("0" * 64))
+    return settings.model_copy(update={"colony_name": colony}) if colony else settings
+
+
+def project_job(project_dir: Path, settings: Settings, token: str) -> Job:
+    """The one job `run`, `run --dry-run` and `funcspec` describe for a project directory."""
+    return Job.from_project(project_dir, settings, token=token)
+
+
+def preview_spec(project_dir: Path, colony: Optional[str] = None, snapshot_id: Optional[str] = None
+                 ) -> FunctionSpec:
+    """What `pollinator run` would submit, with placeholders for what only submit time knows."""
+    job = project_job(project_dir, preview_settings(colony), PLACEHOLDER_TOKEN)
+    return job.spec(snapshot_id) if snapshot_id else job.preview()
 
 
 def _pending_token(project_dir: Path) -> Optional[str]:
@@ -94,23 +124,14 @@ def run_command(
     """Sync cfs/src and cfs/data, snapshot src, submit; with --follow also stream logs and bring results home."""
     project_dir = project_path if project_path.is_dir() else project_path.parent
     if dry_run:
-        from pydantic import SecretStr
-
-        from pollinator.config import Settings
-        from pollinator.errors import ConfigError
-
-        try:
-            settings = common.load_settings()
-        except ConfigError:  # a dry run needs no colony: show the spec with a placeholder colony name
-            settings = Settings(colony_name="<colony>", prvkey=SecretStr("0" * 64))
-        output.echo_raw(spec_json(Job.from_project(project_dir, settings).spec()))
+        output.echo_raw(spec_json(preview_spec(project_dir)))
         return
     settings = common.load_settings()
     token = None if new else _pending_token(project_dir)
     resumed = token is not None
     token = token or crypto.random_id()
-    job = Job.from_project(project_dir, settings, token=token)
-    job.spec()  # every check before the first local write (run.json), upload or submit
+    job = project_job(project_dir, settings, token)
+    job.preview()  # every check before the first local write (run.json), upload or submit
     _remember(project_dir, token)
     with job:
         try:

@@ -27,6 +27,7 @@ from pollinator.config import Settings
 from pollinator.errors import JobFailed, JobTimeout, ProjectError
 from pollinator.launcher import INTERNAL_DIR
 from pollinator.run import exit_record, returns
+from pollinator.run.build import RESULT_DIR_ENV, RUN_ID_ENV
 from pollinator.run.follow import afollow_logs, follow_logs
 from pollinator.run.result import JobResult
 
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LogHandler = Callable[[str], Any]
-RUN_ID_ENV = "POLLINATOR_RUN_ID"
-RESULT_DIR_ENV = "POLLINATOR_RESULT_DIR"
 
 
 class Connections:

@@ -20,24 +20,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional
 
 from pollinator.colonies import crypto
-from pollinator.colonies.models import (
-    ConflictResolution,
-    FunctionSpec,
-    Log,
-    OnClose,
-    Process,
-    ProcessState,
-    SnapshotMount,
-    SyncDirMount,
-)
+from pollinator.colonies.models import FunctionSpec, Log, Process, ProcessState
 from pollinator.config import Settings
 from pollinator.errors import ProjectError
+from pollinator.run.build import (
+    PLACEHOLDER_RUN_ID,
+    PLACEHOLDER_SNAPSHOT,
+    PLACEHOLDER_TOKEN,
+    RUN_ID_ENV,
+    RunContext,
+    build_job_spec,
+    fill,
+)
+from pollinator.run.build import result_label as options_result_label
 from pollinator.run.discovery import Discovery
-from pollinator.run.handle import RUN_ID_ENV, Connections, LogHandler, ProcessHandle
+from pollinator.run.handle import Connections, LogHandler, ProcessHandle
 from pollinator.run.options import JobOptions
-from pollinator.run import returns
 from pollinator.run.result import JobResult
-from pollinator.run.token import TOKEN_ENV, find_by_token, token_label
+from pollinator.run.token import find_by_token
 from pollinator import spec as specs
 
 if TYPE_CHECKING:
@@ -50,8 +50,7 @@ log = logging.getLogger(__name__)
 # A process with our token in one of these states is ours to follow; a FAILED or
 # CANCELLED one was a finished attempt, and submitting again is what a retry means.
 REATTACHABLE = (ProcessState.WAITING, ProcessState.RUNNING, ProcessState.SUCCESS)
-DRY_RUN_SNAPSHOT = "<snapshot>"
-DRY_RUN_RUN_ID = "<run_id>"
+DRY_RUN_SNAPSHOT = PLACEHOLDER_SNAPSHOT  # deprecated name
 
 
 class Job:
@@ -64,7 +63,8 @@ class Job:
     def __init__(self, settings: Settings, options: Optional[JobOptions] = None, *, token: Optional[str] = None,
                  project: Optional["Project"] = None, process_id: Optional[str] = None):
         self.settings = settings
-        self.options = options
+        self._preview: Optional[FunctionSpec] = None
+        self._options = options
         self.project = project
         self.token = token
         self.run_id = ""  # minted by submit(); a re-attach takes the process's own
@@ -82,18 +82,7 @@ class Job:
         from pollinator.project import load_project
 
         project = load_project(project_dir)
-        c, e = project.conditions, project.environment
-        root = project.root
-        fields: dict[str, Any] = dict(
-            name=project.project_name, cmd=e.cmd or "", image=e.docker, init_cmd=e.init_cmd,
-            rebuild_image=e.rebuild_image, source=e.source, executor_names=c.executor_names,
-            executor_type=c.executor_type, nodes=c.nodes, processes_per_node=c.processes_per_node, cpu=c.cpu,
-            mem=c.mem, gpu_count=c.gpu.count, gpu_name=c.gpu.name, walltime=c.walltime,
-            src_dir=root / "cfs" / "src", data_dir=root / "cfs" / "data", result_dir=root / "cfs" / "result")
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        if not fields["cmd"]:
-            raise ProjectError(f"{project.path}: environment.cmd is empty: set the command to run, e.g. python3")
-        return cls(settings, JobOptions.build(**fields), token=token, project=project)
+        return cls(settings, project.job_options(**overrides), token=token, project=project)
 
     @classmethod
     def inline(cls, settings: Settings, *, token: Optional[str] = None, **fields: Any) -> "Job":
@@ -131,6 +120,15 @@ class Job:
             return find_by_token(client, token)
 
     # -- plumbing ----------------------------------------------------------------------
+    @property
+    def options(self) -> Optional[JobOptions]:
+        """What to run (None for a deprecated :meth:`attach`-ed job)."""
+        return self._options
+
+    @options.setter
+    def options(self, value: Optional[JobOptions]) -> None:
+        self._options, self._preview = value, None  # a new "what" is a new spec
+
     @property
     def client(self) -> "ColoniesClient":
         return self.connections.client
@@ -178,7 +176,7 @@ class Job:
     def result_label(self) -> str:
         if self.options is None:
             return self._require_handle().result_label
-        return self.options.result_label or self.labels.result
+        return options_result_label(self.options)
 
     @property
     def result_dir(self) -> Optional[Path]:
@@ -187,45 +185,24 @@ class Job:
         return self.options.result_dir
 
     # -- the spec ------------------------------------------------------------------------
+    def preview(self) -> FunctionSpec:
+        """The spec with placeholders for what only submit knows; what ``funcspec`` and ``--dry-run`` print.
+
+        Built once per job (the options are frozen) and checked: a bad value
+        raises :class:`ProjectError` before anything is written, uploaded or sent.
+        """
+        if self._preview is None:
+            ctx = RunContext(token=PLACEHOLDER_TOKEN if self.token is not None else None)
+            self._preview = build_job_spec(self.settings.colony_name, self._opts, ctx)
+        return self._preview
+
     def spec(self, snapshot_id: Optional[str] = DRY_RUN_SNAPSHOT, input_snapshots: Optional[dict[str, str]] = None
              ) -> FunctionSpec:
-        """The function spec; with the default placeholder ids nothing is uploaded or submitted."""
-        o = self._opts
-        has_src = bool(o.src_dir and Path(o.src_dir).is_dir())
-        snap = snapshot_id if has_src else None
-        args = list(o.args)
-        if o.source:
-            if not has_src:
-                raise ProjectError(f"source={o.source!r} needs a src_dir holding it")
-            args = [specs.source_path(o.name, snapshot_id or DRY_RUN_SNAPSHOT, o.source), *args]
-        env = dict(o.env)
-        mounts: list[SnapshotMount] = []
-        run_id = self.run_id or DRY_RUN_RUN_ID  # each run mounts its inputs in its own dir; only a dry run shows
-        for name, label in o.inputs.items():  # the placeholder (submit() mints the run id before the real spec)
-            snap_id = (input_snapshots or {}).get(name, f"<snapshot of {label}>")
-            rel = f"{specs.run_dir(o.name, run_id)}/inputs/{name}"
-            mounts.append(SnapshotMount(snapshotid=snap_id, label=label, dir=rel, keepfiles=False,
-                                        keepsnapshot=False))
-            env[f"POLLINATOR_INPUT_{name.upper()}"] = f"{specs.CFS_MOUNT}{rel}"
-        result_label = self.result_label
-        extra_dirs = []
-        if o.result_label and o.result_label != self.labels.result:
-            # results go back through a sync dir that keeps the executor's files on close, as Go's result dir
-            extra_dirs.append(SyncDirMount(label=result_label, dir=result_label, keepfiles=False,
-                                           onconflicts=ConflictResolution(onclose=OnClose(keeplocal=True))))
-        env["POLLINATOR_RESULT_DIR"] = f"{specs.CFS_MOUNT}{result_label}"
-        env[returns.RETURN_ENV] = returns.return_path(env["POLLINATOR_RESULT_DIR"])
-        if self.token:
-            env[TOKEN_ENV] = self.token
-        env[RUN_ID_ENV] = self.run_id or DRY_RUN_RUN_ID
-        spec = specs.build_spec(
-            self.settings.colony_name, project_name=o.name, snapshot_id=snap, image=o.image, cmd=o.cmd, args=args,
-            env=env, executor_names=o.executor_names, executor_type=o.executor_type, nodes=o.nodes,
-            processes_per_node=o.processes_per_node, cpu=o.cpu, mem=o.mem, gpu_count=o.gpu_count,
-            gpu_name=o.gpu_name, walltime=o.walltime, init_cmd=o.init_cmd, rebuild_image=o.rebuild_image,
-            extra_snapshot_mounts=mounts, extra_sync_dirs=extra_dirs, max_retries=o.max_retries,
-            priority=o.priority, label=token_label(self.token) if self.token else specs.GO_LABEL)
-        return spec
+        """The spec as it is sent: :meth:`preview` with the values known so far filled in."""
+        token = self.token if self.token not in (None, PLACEHOLDER_TOKEN) else None
+        ctx = RunContext(run_id=self.run_id or PLACEHOLDER_RUN_ID, snapshot_id=snapshot_id or PLACEHOLDER_SNAPSHOT,
+                         input_snapshots=dict(input_snapshots or {}), token=token)
+        return fill(self.preview(), ctx, self._opts.inputs)
 
     # -- submit --------------------------------------------------------------------------
     def submit(self, reattach: bool = True) -> str:
@@ -240,7 +217,7 @@ class Job:
         if self.handle is not None:
             return self.handle.process_id
         o = self._opts
-        self.spec()  # validate everything before the first byte moves
+        self.preview()  # validate everything before the first byte moves
         if self.token and reattach:
             existing = find_by_token(self.client, self.token)
             if existing is not None and existing.state in REATTACHABLE:
@@ -259,7 +236,7 @@ class Job:
             self.cfs.sync(Path(o.data_dir), labels.data, keep_local=True)
         input_snaps = {name: self.cfs.create_snapshot(label, crypto.random_id()).snapshotid
                        for name, label in o.inputs.items()}
-        spec = self.spec(snapshot_id or DRY_RUN_SNAPSHOT, input_snaps)
+        spec = self.spec(snapshot_id, input_snaps)
         process = self.client.submit(spec)
         log.info("submitted process %s", process.processid)
         return self._bind_handle(process.processid, process).process_id

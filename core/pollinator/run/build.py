@@ -1,0 +1,154 @@
+"""Job options + run context -> the function spec: one path for what is shown and what is sent.
+
+``pollinator funcspec``, ``pollinator run --dry-run`` and the submission all
+build the spec here, once, with placeholders for what only submit time knows
+(the src snapshot id, the input snapshots, the run id, the client token).
+Submitting then fills those placeholders in (:func:`fill`); nothing else
+changes between the preview a user reads and the spec the server stores.
+
+The low-level Go-shaped builder is :func:`pollinator.spec.build_spec`; this
+module decides what a Pollinator job adds to it (result dir, inputs, run id,
+token, label).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from pollinator import spec as specs
+from pollinator.colonies.models import ConflictResolution, FunctionSpec, OnClose, SnapshotMount, SyncDirMount
+from pollinator.errors import ProjectError
+from pollinator.run import returns
+from pollinator.run.options import JobOptions
+from pollinator.run.token import TOKEN_ENV, token_label
+
+RUN_ID_ENV = "POLLINATOR_RUN_ID"
+RESULT_DIR_ENV = "POLLINATOR_RESULT_DIR"
+INPUT_ENV_PREFIX = "POLLINATOR_INPUT_"
+
+PLACEHOLDER_SNAPSHOT = "<snapshot>"
+PLACEHOLDER_RUN_ID = "<run_id>"
+PLACEHOLDER_TOKEN = "<token>"
+PLACEHOLDER_TOKEN_LABEL = "pollinator:<token-hash>"
+
+
+def placeholder_input_snapshot(name: str) -> str:
+    return f"<snapshot of input {name}>"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What only submit time knows; the defaults are the placeholders a preview shows.
+
+    ``token=None``: the spec carries no client token (and the Go tool's label).
+    """
+
+    run_id: str = PLACEHOLDER_RUN_ID
+    snapshot_id: str = PLACEHOLDER_SNAPSHOT
+    input_snapshots: Mapping[str, str] = field(default_factory=dict)
+    token: Optional[str] = None
+
+    def input_snapshot(self, name: str) -> str:
+        return self.input_snapshots.get(name) or placeholder_input_snapshot(name)
+
+    @property
+    def label(self) -> str:
+        if self.token is None:
+            return specs.GO_LABEL
+        if self.token == PLACEHOLDER_TOKEN:
+            return PLACEHOLDER_TOKEN_LABEL
+        return token_label(self.token)
+
+    def replacements(self, inputs: Mapping[str, str]) -> dict[str, str]:
+        """placeholder -> value for every value this context knows (placeholders it keeps are left out)."""
+        pairs = {PLACEHOLDER_RUN_ID: self.run_id, PLACEHOLDER_SNAPSHOT: self.snapshot_id}
+        if self.token is not None:
+            pairs[PLACEHOLDER_TOKEN] = self.token
+            pairs[PLACEHOLDER_TOKEN_LABEL] = self.label
+        for name in inputs:
+            pairs[placeholder_input_snapshot(name)] = self.input_snapshot(name)
+        return {k: v for k, v in pairs.items() if k != v}
+
+
+def result_label(options: JobOptions) -> str:
+    """Where the job's results go: ``result_label`` if set, else the project's Go result label."""
+    return options.result_label or specs.labels(options.name).result
+
+
+def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunContext] = None) -> FunctionSpec:
+    """The function spec of ``options`` for the run ``ctx`` (default: a preview, all placeholders).
+
+    Bad values raise :class:`ProjectError` naming the field, before anything is uploaded or sent.
+    """
+    o, ctx = options, ctx or RunContext()
+    _refuse_placeholders(o)
+    has_src = bool(o.src_dir and Path(o.src_dir).is_dir())
+    args = list(o.args)
+    if o.source:
+        if not has_src:
+            raise ProjectError(f"source={o.source!r} needs a src_dir holding it")
+        args = [specs.source_path(o.name, ctx.snapshot_id, o.source), *args]
+    env = dict(o.env)
+    mounts: list[SnapshotMount] = []
+    for name, label in o.inputs.items():
+        rel = f"{specs.run_dir(o.name, ctx.run_id)}/inputs/{name}"
+        mounts.append(SnapshotMount(snapshotid=ctx.input_snapshot(name), label=label, dir=rel, keepfiles=False,
+                                    keepsnapshot=False))
+        env[f"{INPUT_ENV_PREFIX}{name.upper()}"] = f"{specs.CFS_MOUNT}{rel}"
+    results = result_label(o)
+    extra_dirs = []
+    if results != specs.labels(o.name).result:
+        # results go back through a sync dir that keeps the executor's files on close, as Go's result dir
+        extra_dirs.append(SyncDirMount(label=results, dir=results, keepfiles=False,
+                                       onconflicts=ConflictResolution(onclose=OnClose(keeplocal=True))))
+    env[RESULT_DIR_ENV] = f"{specs.CFS_MOUNT}{results}"
+    env[returns.RETURN_ENV] = returns.return_path(env[RESULT_DIR_ENV])
+    if ctx.token is not None:
+        env[TOKEN_ENV] = ctx.token
+    env[RUN_ID_ENV] = ctx.run_id
+    return specs.build_spec(
+        colony_name, project_name=o.name, snapshot_id=ctx.snapshot_id if has_src else None, image=o.image,
+        cmd=o.cmd, args=args, env=env, executor_names=o.executor_names, executor_type=o.executor_type,
+        nodes=o.nodes, processes_per_node=o.processes_per_node, cpu=o.cpu, mem=o.mem, gpu_count=o.gpu_count,
+        gpu_name=o.gpu_name, walltime=o.walltime, init_cmd=o.init_cmd, rebuild_image=o.rebuild_image,
+        extra_snapshot_mounts=mounts, extra_sync_dirs=extra_dirs, max_retries=o.max_retries,
+        priority=o.priority, label=ctx.label)
+
+
+def fill(preview: FunctionSpec, ctx: RunContext, inputs: Mapping[str, str] = {}) -> FunctionSpec:
+    """The preview with ``ctx``'s known values in place of the placeholders (one pass, nothing else changes)."""
+    pairs = ctx.replacements(inputs)
+    if not pairs:
+        return preview
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(pairs, key=len, reverse=True)))
+
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return pattern.sub(lambda m: pairs[m.group(0)], value)
+        if isinstance(value, list):
+            return [sub(v) for v in value]
+        if isinstance(value, dict):
+            return {sub(k): sub(v) for k, v in value.items()}
+        return value
+
+    return FunctionSpec.model_validate(sub(preview.to_wire()))
+
+
+_PLACEHOLDER = re.compile(r"<(snapshot|run_id|token|token-hash|snapshot of input [A-Za-z0-9_]+)>")
+
+
+def _refuse_placeholders(o: JobOptions) -> None:
+    """A placeholder in user text would be replaced at submit: refuse it rather than change the command."""
+    fields: dict[str, Any] = {"cmd": o.cmd, "init_cmd": o.init_cmd, "image": o.image, "source": o.source,
+                              "result_label": o.result_label}
+    fields.update({f"args[{i}]": a for i, a in enumerate(o.args)})
+    fields.update({f"env {k}": f"{k}={v}" for k, v in o.env.items()})
+    fields.update({f"inputs {k}": v for k, v in o.inputs.items()})
+    for name, text in fields.items():
+        found = _PLACEHOLDER.search(str(text))
+        if found:
+            raise ProjectError(f"{name} contains {found.group(0)!r}, which Pollinator reserves for values only "
+                               "known at submit time; write it differently (e.g. '< run_id >')")

@@ -1,0 +1,75 @@
+"""What is shown is what is sent: `funcspec`, `run --dry-run` and the spec the server stored are one spec.
+
+The only differences allowed are the values known at submit time, which the previews show as
+placeholders: the src snapshot id, the run id, the client token (and the label made from it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pollinator.run.build import (
+    PLACEHOLDER_RUN_ID,
+    PLACEHOLDER_SNAPSHOT,
+    PLACEHOLDER_TOKEN,
+    PLACEHOLDER_TOKEN_LABEL,
+    RUN_ID_ENV,
+)
+from pollinator.run.token import TOKEN_ENV
+
+PY = sys.executable
+
+
+def _cli(args, cwd, env):
+    out = subprocess.run([PY, "-m", "pollinator.cli", *args], cwd=cwd, env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def _filled(preview: str, values: dict[str, str]) -> dict:
+    for placeholder, value in values.items():
+        preview = preview.replace(json.dumps(placeholder)[1:-1], json.dumps(value)[1:-1])
+    return json.loads(preview)
+
+
+def _as_the_server_stores(spec: dict) -> dict:
+    """The Colonies server's own normalisation of a submitted spec (the real server's, copied by the local
+    one): empty storage and GPU memory are stored as "0Mi". Nothing else may differ."""
+    conditions = spec["conditions"]
+    conditions["storage"] = conditions.get("storage") or "0Mi"
+    conditions["gpu"]["mem"] = conditions["gpu"].get("mem") or "0Mi"
+    return spec
+
+
+def test_funcspec_equals_dry_run_equals_the_submitted_spec(tmp_path, colony_env, client):
+    proj = tmp_path / "golden"
+    proj.mkdir()
+    _cli(["new", "-e", "dev-k8s"], proj, colony_env)
+    text = (proj / "project.yaml").read_text().replace("pip3 install numpy", "")
+    (proj / "project.yaml").write_text(text)
+    (proj / "cfs" / "data" / "in.txt").write_text("data\n")
+
+    funcspec = _cli(["funcspec"], proj, colony_env)
+    dry_run = _cli(["run", "--dry-run"], proj, colony_env)
+    assert funcspec == dry_run
+    for placeholder in (PLACEHOLDER_SNAPSHOT, PLACEHOLDER_RUN_ID, PLACEHOLDER_TOKEN, PLACEHOLDER_TOKEN_LABEL):
+        assert placeholder in dry_run
+
+    submitted = subprocess.run([PY, "-m", "pollinator.cli", "run"], cwd=proj, env={**os.environ, **colony_env},
+                               capture_output=True, text=True, timeout=120)
+    assert submitted.returncode == 0, submitted.stderr
+    pid = next(word for word in (submitted.stdout + submitted.stderr).split() if len(word) == 64)
+    stored = client.get_process(pid).spec
+    env = stored.env or {}
+    values = {PLACEHOLDER_SNAPSHOT: stored.fs.snapshots[0].snapshotid, PLACEHOLDER_RUN_ID: env[RUN_ID_ENV],
+              PLACEHOLDER_TOKEN: env[TOKEN_ENV], PLACEHOLDER_TOKEN_LABEL: stored.label}
+    assert all(v and "<" not in v for v in values.values())
+    shown, sent = _as_the_server_stores(_filled(dry_run, values)), stored.to_wire()
+    assert shown == sent, json.dumps({k: (shown.get(k), sent.get(k)) for k in sent if shown.get(k) != sent.get(k)})
+    token = json.loads((proj / ".pollinator" / "run.json").read_text())["token"]
+    assert env[TOKEN_ENV] == token
+    client.cancel_process(pid)
