@@ -153,7 +153,8 @@ def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
                               "docker-image": "python:3.12-rc-bookworm", "init-cmd": "pip3 install numpy",
                               "rebuild-image": False}
     assert spec["env"] == {"PROJECT_DIR": f"/cfs/pollinator/{p}", "POLLINATOR_CLIENT_TOKEN": "<token>",
-                           "POLLINATOR_RESULT_DIR": f"/cfs/pollinator/{p}/result", "POLLINATOR_RUN_ID": "<run_id>"}
+                           "POLLINATOR_RESULT_DIR": f"/cfs/pollinator/{p}/result", "POLLINATOR_RUN_ID": "<run_id>",
+                           "POLLINATOR_RETURN": f"/cfs/pollinator/{p}/result/.pollinator/return.json"}
     assert spec["fs"] == {
         "mount": "/cfs",
         "snapshots": [{"snapshotid": "SNAP", "label": f"/pollinator/{p}/src", "dir": f"/pollinator/{p}/SNAP/src",
