@@ -331,15 +331,16 @@ def test_unit_internal_errors_are_one_line(fake):
 
 def test_unit_logs_prints_all_pages_safely(fake, monkeypatch):
     monkeypatch.setattr("pollinator.cli.inspect.MAX_LOG_COUNT", 2)
-    pages = {0: [Log(message="one\n", timestamp=10), Log(message=EVIL + "\n", timestamp=20)],
-             20: [Log(message="three\r\n", timestamp=30)]}
-    fake.behaviour["get_logs"] = lambda pid, since, count: pages[since]
+    lines = [Log(message="one\n", timestamp=10), Log(message=EVIL + "\n", timestamp=20),
+             Log(message="three\r\n", timestamp=30)]
+    # as the server pages: since is exclusive, at most count lines
+    fake.behaviour["get_logs"] = lambda pid, since, count: [x for x in lines if x.timestamp > since][:count]
     result = invoke("logs", "p1")
     assert result.exit_code == 0, result.output
     assert result.stdout == "one\n\\x1b]0;pwned\\x07[bold]x[/bold]\\x1b[31m\nthree\n"
     data = json.loads(invoke("logs", "p1", "--json").stdout)
     assert [d["message"] for d in data] == ["one\n", EVIL + "\n", "three\r\n"]
-    pages[20] = [Log(message="partial", timestamp=30)]
+    lines[2] = Log(message="partial", timestamp=30)
     assert invoke("logs", "p1").stdout.endswith("\npartial")  # no newline invented
 
 
