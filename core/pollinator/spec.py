@@ -29,6 +29,7 @@ writes them, so :func:`spec_json` output is byte-comparable with Go's
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
@@ -161,6 +162,7 @@ def build_spec(
         *extra_sync_dirs,
     ]
 
+    wall, maxexectime = _with_staging_allowance(res.walltime, res.maxexectime, env_map)
     kwargs = {
         "args": list(args),
         "cmd": cmd,
@@ -175,7 +177,7 @@ def build_spec(
         kwargs=dict(sorted(kwargs.items())),
         priority=priority,
         maxwaittime=MAX_WAIT_TIME,
-        maxexectime=res.maxexectime,
+        maxexectime=maxexectime,
         maxretries=res.max_retries,
         conditions=Conditions(
             colonyname=colony_name,
@@ -187,12 +189,39 @@ def build_spec(
             processespernode=processes_per_node,
             mem=res.mem,
             gpu=GPU(name=gpu_name, count=gpu_count),
-            walltime=res.walltime,
+            walltime=wall,
         ),
         label=label,
         fs=Filesystem(mount=CFS_MOUNT, snapshots=snapshots, dirs=dirs),
         env=dict(sorted(env_map.items())),
     )
+
+
+STAGING_ALLOWANCE_VAR = "POLLINATOR_STAGING_ALLOWANCE"
+
+
+def _with_staging_allowance(walltime: int, maxexectime: int, env_map: dict[str, str]) -> tuple[int, int]:
+    """(conditions.walltime, maxexectime) with the queue/staging allowance of ``$POLLINATOR_STAGING_ALLOWANCE``.
+
+    The server counts maxexectime from assignment, so Slurm queueing and snapshot downloads use it
+    up. With an allowance of A seconds the job keeps its N seconds of run time in
+    ``env.POLLINATOR_WALLTIME`` (what Pollinator's executor enforces) and both walltime and
+    maxexectime become N + A, which the ColonyOS executors' ValidateFuncSpec still accepts
+    (0 < maxexectime <= walltime). Unset or 0 (the default) keeps the Go tool's fields.
+    """
+    raw = os.environ.get(STAGING_ALLOWANCE_VAR, "").strip()
+    if not raw:
+        return walltime, maxexectime
+    try:
+        allowance = int(raw)
+    except ValueError:
+        raise ProjectError(f"{STAGING_ALLOWANCE_VAR}={raw!r} is not a whole number of seconds") from None
+    if allowance < 0:
+        raise ProjectError(f"{STAGING_ALLOWANCE_VAR}={raw!r} is negative: give 0 or more seconds")
+    if allowance == 0:
+        return walltime, maxexectime
+    env_map["POLLINATOR_WALLTIME"] = str(walltime)
+    return walltime + allowance, walltime + allowance
 
 
 def spec_from_project(colony_name: str, project: Project, snapshot_id: str) -> FunctionSpec:

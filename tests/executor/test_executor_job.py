@@ -64,7 +64,7 @@ def test_plan_env_and_command(tmp_path):
     for secret in ("COLONIES_PRVKEY", "AWS_S3_SECRETKEY", "MY_TOKEN", "AWS_SECRET_ACCESS_KEY"):
         assert secret not in plan.env
     assert plan.ranks == 6 and plan.ranks_per_node == 3
-    assert plan.walltime == 50 and plan.image == "python:3.12"
+    assert plan.walltime == 100 and plan.image == "python:3.12"  # run time; maxexectime is the server's
 
 
 def test_spec_env_may_carry_a_secret_on_purpose(tmp_path):
@@ -75,9 +75,13 @@ def test_spec_env_may_carry_a_secret_on_purpose(tmp_path):
 
 
 def test_walltime_choice():
+    """Run time: conditions.walltime, or env.POLLINATOR_WALLTIME when a staging allowance was folded in;
+    maxexectime (counted by the server from assignment) is not a run time."""
     assert walltime_of(process({}, maxexectime=-1).spec) == 0
-    assert walltime_of(process({}, maxexectime=60).spec) == 60
+    assert walltime_of(process({}, maxexectime=60).spec) == 0
     assert walltime_of(process({}, maxexectime=0, conditions=Conditions(walltime=5)).spec) == 5
+    assert walltime_of(process({}, env={"POLLINATOR_WALLTIME": "7"}, maxexectime=300,
+                               conditions=Conditions(walltime=307)).spec) == 7
 
 
 def test_missing_cmd_is_a_spec_error(tmp_path):

@@ -64,9 +64,11 @@ class LaunchSpec:
     ranks_per_node: int = 0
     """Ranks per (simulated) node, for local-rank variables; 0 means all ranks on one node."""
     deadline: Optional[float] = None
-    """``time.monotonic()`` value after which the job is killed (walltime), or None."""
+    """``time.monotonic()`` by which the job must have ended whatever its run time: the server's
+    deadline for this attempt (maxexectime from assignment) less a margin for the close, or None."""
     walltime: float = 0.0
-    """The limit behind ``deadline`` in seconds, for the error message."""
+    """The job's run time limit in seconds (0 = none), counted from when its command starts running
+    (a local start; a Slurm job leaving PENDING): queueing and staging do not use it up."""
     process: Optional["Process"] = None
     """The process being run, for backends that map its conditions (Slurm: cpu, mem, gpus, image)."""
 

@@ -154,8 +154,15 @@ class LocalBackend:
                 sink(f"[executor] rank {rank} exited with code {code}; stopping the other ranks")
                 self._kill(ranks)
                 return
-            if launch.deadline is not None and time.monotonic() >= launch.deadline:
+            now = time.monotonic()
+            if launch.walltime > 0 and now - started >= launch.walltime:
                 result.timed_out = True
+                self._kill(ranks)
+                return
+            if launch.deadline is not None and now >= launch.deadline:
+                result.timed_out = True
+                result.reason = (f"the server's deadline for this attempt came first, after {now - started:.0f} s of "
+                                 f"run time (maxexectime counts from assignment, staging included)")
                 self._kill(ranks)
                 return
             if abort.wait(min(self.tick, max(0.001, (time.monotonic() - started) * 0.1))):

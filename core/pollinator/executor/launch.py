@@ -124,10 +124,39 @@ class Plan:
     image: str
 
 
+WALLTIME_VAR = "POLLINATOR_WALLTIME"
+"""Spec env: the job's run time in seconds when the spec's walltime also holds a staging allowance."""
+
+
 def walltime_of(spec: FunctionSpec) -> float:
-    """The tighter of conditions.walltime and maxexectime (seconds); 0 = unlimited."""
-    limits = [v for v in (spec.conditions.walltime, spec.maxexectime) if v and v > 0]
-    return float(min(limits)) if limits else 0.0
+    """The job's run time limit in seconds, counted from the start of its command; 0 = unlimited.
+
+    ``env.POLLINATOR_WALLTIME`` when the spec carries one (Pollinator adds it when a staging
+    allowance is folded into ``conditions.walltime``), else ``conditions.walltime``. The server's
+    ``maxexectime`` is not a run time (it counts from assignment): see :func:`server_deadline`.
+    """
+    raw = (spec.env or {}).get(WALLTIME_VAR)
+    if raw is not None:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            value = 0
+        if value > 0:
+            return float(value)
+    return float(spec.conditions.walltime) if spec.conditions.walltime and spec.conditions.walltime > 0 else 0.0
+
+
+def server_margin(maxexectime: float) -> float:
+    """How long before the server's deadline the executor ends an attempt itself (and closes it)."""
+    return min(5.0, max(0.5, maxexectime * 0.1))
+
+
+def server_deadline(spec: FunctionSpec, assigned_at: float) -> Optional[float]:
+    """``time.monotonic()`` at which the executor ends the attempt so its close beats the server's
+    re-queue (maxexectime counts from assignment); None without maxexectime."""
+    if not spec.maxexectime or spec.maxexectime <= 0:
+        return None
+    return assigned_at + spec.maxexectime - server_margin(spec.maxexectime)
 
 
 def plan_execute(process: Process, fs_dir: Path, *, output_file: Optional[Path] = None,

@@ -31,7 +31,7 @@ from pollinator.executor import launcher_mount
 from pollinator.executor.job_end import (DELIVERED, LOST as END_LOST, PENDING, EndPolicy, deliver_close,
                                          failed_upload_close, quarantine, upload_with_retries)
 from pollinator.executor.journal import JournalEntry, PendingClose, PendingUpload
-from pollinator.executor.launch import PathMapper, Plan, plan_execute
+from pollinator.executor.launch import PathMapper, Plan, plan_execute, server_deadline
 from pollinator.executor.retrying import GaveUp
 from pollinator.executor.log_stream import LogShipper
 from pollinator.executor.strict import Conformance
@@ -331,7 +331,10 @@ class ProcessJob:
 
     def _run_plan(self, plan: Plan) -> RunResult:
         """init-cmd once, then the command on every rank, under one walltime deadline."""
-        deadline = self.assigned_at + plan.walltime if plan.walltime > 0 else None
+        # walltime is run time, enforced by the backend from the command's start; the server's deadline
+        # (maxexectime from assignment) is a hard stop a little before it, so this executor closes the
+        # attempt FAILED "walltime exceeded" itself and the server never re-runs it for that
+        deadline = server_deadline(self.process.spec, self.assigned_at)
         fs_root = self.fs_dir.resolve()
         if plan.cwd == fs_root or fs_root in plan.cwd.parents:
             plan.cwd.mkdir(parents=True, exist_ok=True)  # a project dir under /cfs may not exist yet
@@ -349,7 +352,8 @@ class ProcessJob:
     def _errors(self, plan: Plan, result: RunResult) -> list[str]:
         what = "init-cmd" if self._init_failed else "command"
         if result.timed_out:
-            head = f"walltime exceeded: the job was killed after {plan.walltime:g} s"
+            head = (f"walltime exceeded: the job was killed after its walltime of {plan.walltime:g} s of run time"
+                    if plan.walltime > 0 and not result.reason else "walltime exceeded")
         elif result.start_error:
             head = f"the {what} could not be started: {result.start_error}"
         elif len(result.exit_codes) > 1:

@@ -15,9 +15,13 @@ process stay in ``process_job``):
 5. map the final Slurm state to a RunResult with a reason that names the job
    ("Slurm job 12 TIMEOUT after walltime 00:01:00").
 
-Slurm enforces the walltime (``--time``, whole minutes). The backend's own
-deadline is only a backstop ``timeout_grace`` seconds later, for a job Slurm
-did not end (stuck PENDING, controller unreachable).
+Walltime is run time: ``--time`` is the job's walltime rounded up to whole
+minutes (Slurm's unit; time spent PENDING does not count), and the backend
+itself ``scancel``s the job once it has been RUNNING for its walltime in
+seconds, so walltime N gives N seconds, not up to a minute more. The
+server's deadline for the attempt (``LaunchSpec.deadline``) is a hard stop:
+a job still PENDING or running then is cancelled and reported "walltime
+exceeded", so the executor closes it itself and the server never re-runs it.
 """
 
 from __future__ import annotations
@@ -189,7 +193,9 @@ class SlurmBackend:
             mount = spec.fs.mount or DEFAULT_MOUNT
             image = ExecuteArgs.from_spec(spec).image
         time_limit = ""
-        if launch.deadline is not None:
+        if launch.walltime > 0:
+            time_limit = slurm_time(launch.walltime)
+        elif launch.deadline is not None:
             time_limit = slurm_time(max(1.0, launch.deadline - time.monotonic()))
         container = None
         if image:
@@ -248,6 +254,7 @@ class SlurmBackend:
         failing_since: Optional[float] = None
         cancelled_at: Optional[float] = None
         gave_up = ""
+        running_since: Optional[float] = None
         while True:
             out.read()
             err.read()
@@ -266,6 +273,8 @@ class SlurmBackend:
                 if latest is None and now - started > 30 and failing_since is None:
                     gave_up = gave_up or f"Slurm no longer knows job {job_id} and its end state was not seen"
                 info = latest or info
+                if running_since is None and info is not None and info.state in ("RUNNING", "COMPLETING"):
+                    running_since = now
                 if info is not None and info.state != shown:
                     shown = info.state
                     sink(f"[executor] Slurm job {job_id} {self._describe(info)}")
@@ -279,12 +288,18 @@ class SlurmBackend:
                 if abort.is_set():
                     result.aborted = abort.reason or "aborted"
                     cancelled_at = self._scancel(job_id, sink, f"({result.aborted})")
-                elif launch.deadline is not None and now > launch.deadline + self.timeout_grace:
+                elif launch.walltime > 0 and running_since is not None and now - running_since > launch.walltime:
+                    result.timed_out = True
+                    result.reason = (f"Slurm job {job_id} ran for its walltime of {launch.walltime:g} s; "
+                                     f"the executor cancelled it")
+                    cancelled_at = self._scancel(job_id, sink, "(walltime exceeded)")
+                elif launch.deadline is not None and now > launch.deadline:
                     result.timed_out = True
                     state = info.state if info else "unknown"
-                    result.reason = (f"Slurm job {job_id} was still {state} {self.timeout_grace:g} s after its "
-                                     f"walltime; the executor cancelled it")
-                    cancelled_at = self._scancel(job_id, sink, "(walltime backstop)")
+                    result.reason = (f"Slurm job {job_id} was still {state} at the server's deadline for this "
+                                     f"attempt (maxexectime counts from assignment: queue and staging included); "
+                                     f"the executor cancelled it")
+                    cancelled_at = self._scancel(job_id, sink, "(the server's deadline is near)")
             elif now - cancelled_at > self.cancel_wait:
                 gave_up = gave_up or f"Slurm job {job_id} did not end within {self.cancel_wait:g} s of scancel"
                 break
