@@ -66,3 +66,28 @@ def test_staging_allowance_goes_into_the_spec_within_the_executors_rule(monkeypa
     monkeypatch.setenv("POLLINATOR_STAGING_ALLOWANCE", "soon")
     with pytest.raises(ProjectError, match="POLLINATOR_STAGING_ALLOWANCE"):
         build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("escape", [
+    "setsid sh -c 'echo $$ > {pidfile}; exec sleep 300' > /dev/null 2>&1 < /dev/null &",
+    "{python} -c \"import subprocess; p = subprocess.Popen(['sleep', '300'], start_new_session=True, "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); open('{pidfile}', 'w').write(str(p.pid))\"",
+])
+def test_children_in_new_sessions_end_with_the_job(tmp_path, escape):
+    import sys
+
+    pidfile = tmp_path / "child.pid"
+    cmd = escape.format(pidfile=pidfile, python=sys.executable) + f"\nwhile [ ! -s {pidfile} ]; do sleep 0.05; done; echo done"
+    client, _job = run_job(process({"cmd": cmd}), tmp_path)
+    assert client.closed == ("success", [])
+    pid = int(pidfile.read_text())
+    assert not _alive(pid), "the escaped child outlived its job"
+    assert any("outside its process group" in line for line in client.lines)

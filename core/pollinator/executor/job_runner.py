@@ -2,7 +2,11 @@
 
 Each rank is ``/bin/sh -c <command>`` in its own session (process group), so
 one ``killpg`` reaches everything the job started, the way stopping a
-container does. stdout and stderr are read line by line in threads and
+container does. A child that left the group (``setsid``, a daemon's double
+fork, ``start_new_session=True``) still carries the job's environment, in
+which every rank gets a fresh ``POLLINATOR_JOB_TOKEN``: when the job ends,
+every process whose environment holds that token is killed too (found
+through ``/proc``; no privileges or cgroup delegation needed). stdout and stderr are read line by line in threads and
 handed to the sink at once; the last stderr lines are kept for the error
 report. The loop ticks every 50 ms, so walltime and abort act within ~0.1 s.
 """
@@ -15,6 +19,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import deque
 from typing import IO
 
@@ -23,6 +28,47 @@ from pollinator.executor.backend import AbortSignal, LaunchSpec, LineSink, RunRe
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024
+JOB_TOKEN_VAR = "POLLINATOR_JOB_TOKEN"
+
+
+def _tagged_pids(token: str) -> list[int]:
+    """Processes of ours whose environment carries ``POLLINATOR_JOB_TOKEN=<token>``."""
+    needle = f"{JOB_TOKEN_VAR}={token}".encode()
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    me, uid = os.getpid(), os.getuid()
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def kill_escaped(token: str, passes: int = 3) -> int:
+    """SIGKILL every process still tagged with the job's token (a few passes: one may fork meanwhile)."""
+    killed = 0
+    for _ in range(passes):
+        pids = _tagged_pids(token)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+    return killed
 
 
 def rank_env(rank: int, world: int, ranks_per_node: int = 0) -> dict[str, str]:
@@ -111,8 +157,10 @@ class LocalBackend:
         tail_lock = threading.Lock()
         ranks: list[_Rank] = []
         world = max(1, launch.ranks)
+        token = uuid.uuid4().hex
         for rank in range(world):
             env = dict(launch.env)
+            env[JOB_TOKEN_VAR] = token
             prefix = ""
             if world > 1:
                 env.update(rank_env(rank, world, launch.ranks_per_node))
@@ -125,12 +173,16 @@ class LocalBackend:
                 result.start_error = f"could not start the command: {exc}"
                 self._kill(ranks)
                 self._finish(ranks)
+                kill_escaped(token)
                 result.exit_codes = [r.proc.returncode for r in ranks] + [None] * (world - len(ranks))
                 return result
             ranks.append(_Rank(rank, proc, prefix, sink, tail, tail_lock))
 
         self._supervise(launch, ranks, sink, abort, result)
         self._finish(ranks)
+        escaped = kill_escaped(token)
+        if escaped:
+            sink(f"[executor] killed {escaped} process(es) the job left running outside its process group")
         result.exit_codes = [r.proc.returncode for r in ranks]
         with tail_lock:
             result.stderr_tail = list(tail)
