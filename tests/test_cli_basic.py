@@ -408,3 +408,35 @@ def test_registered_commands():
     result = invoke("--help")
     for name in ("new", "funcspec", "executors", "ps", "get", "logs", "cancel", "version"):
         assert name in result.stdout
+
+
+def test_funcspec_and_dry_run_show_inputs_from_project_yaml_and_input_flags(tmp_path: Path):
+    assert invoke("new", "-e", "x", cwd=tmp_path).exit_code == 0
+    with (tmp_path / "project.yaml").open("a") as f:
+        f.write("inputs:\n  prep: /pollinator/prep/result\n")
+    p = load_project(tmp_path).project_name
+    for command in (("funcspec",), ("run", "--dry-run")):
+        result = invoke(*command, "--input", "more=/pollinator/other/result", "-i", "prep=/pollinator/prep2/result",
+                        cwd=tmp_path)
+        assert result.exit_code == 0, result.output
+        spec = json.loads(result.stdout)
+        mounts = {m["label"]: m["dir"] for m in spec["fs"]["snapshots"]}
+        assert mounts["/pollinator/prep2/result"] == f"/pollinator/{p}/runs/<run_id>/inputs/prep"  # the flag wins
+        assert mounts["/pollinator/other/result"] == f"/pollinator/{p}/runs/<run_id>/inputs/more"
+        assert "/pollinator/prep/result" not in mounts
+        assert spec["env"]["POLLINATOR_INPUT_MORE"] == f"/cfs/pollinator/{p}/runs/<run_id>/inputs/more"
+
+
+@pytest.mark.parametrize("value, expect", [
+    ("prep", "--input 'prep': use NAME=LABEL, e.g. --input prep=/pollinator/prep/result"),
+    ("=/pollinator/a/result", "use NAME=LABEL"),
+    ("prep=relative/label", "--input: input 'prep': label 'relative/label' must be an absolute ColonyFS label"),
+    ("bad-name=/x", "--input: input name 'bad-name' must be a valid identifier"),
+])
+def test_run_bad_input_flag_is_exit_2_naming_it_and_submits_nothing(tmp_path: Path, fake, value, expect):
+    assert invoke("new", "-e", "x", cwd=tmp_path).exit_code == 0
+    result = invoke("run", "--input", value, cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert expect in " ".join(result.stderr.split())
+    assert not any(call[0] == "submit" for call in fake.calls)
+    assert not (tmp_path / ".pollinator").exists()

@@ -339,3 +339,31 @@ def test_any_text_loads_or_raises_project_error(text: str):
         parse_project(text)
     except ProjectError:
         pass
+
+
+# -- inputs: (Pollinator extension) ----------------------------------------------------------------
+
+def test_inputs_extension_loads_dumps_only_when_used_and_checks_labels():
+    text = "projectname: b\ninputs:\n  prep: /pollinator/prep/result\n  raw: /data/raw\n"
+    project = parse_project(text, source="p.yaml")
+    assert project.inputs == {"prep": "/pollinator/prep/result", "raw": "/data/raw"}
+    dumped = project.dump_yaml()
+    assert "inputs:\n  prep: /pollinator/prep/result\n  raw: /data/raw\n" in dumped
+    assert parse_project(dumped).inputs == project.inputs
+    # a Go-written file has none and dumps without the key: the Go tool keeps reading what we write
+    go = parse_project(GO_EXAMPLE)
+    assert go.inputs == {} and "inputs" not in go.dump_yaml()
+    assert parse_project("projectname: b\ninputs:\n").inputs == {}
+    # merged with the caller's inputs (same name: the caller's label)
+    opts = parse_project(text + "environment:\n  cmd: cat\n").job_options(inputs={"prep": "/pollinator/other/result", "extra": "/x"})
+    assert opts.inputs == {"prep": "/pollinator/other/result", "raw": "/data/raw", "extra": "/x"}
+
+
+@pytest.mark.parametrize("body, expect", [
+    ("inputs:\n  bad-name: /x\n", "p.yaml:2: inputs: input name 'bad-name' must be a valid identifier"),
+    ("inputs:\n  prep: pollinator/prep/result\n", "label 'pollinator/prep/result' must be an absolute ColonyFS label"),
+    ("inputs:\n  prep: /a/../b\n", "must be an absolute ColonyFS label like /pollinator/prep/result"),
+    ("inputs:\n- /pollinator/prep/result\n", "p.yaml:2: inputs:"),
+])
+def test_bad_inputs_name_the_field_and_the_fix(body: str, expect: str):
+    assert expect in _error("projectname: b\n" + body)

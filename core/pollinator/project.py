@@ -97,6 +97,22 @@ def check_source(value: Any) -> str:
     return text
 
 
+_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_inputs(value: Any) -> Any:
+    """Input mounts: ``name -> absolute ColonyFS label``; the name becomes ``$POLLINATOR_INPUT_<NAME>``."""
+    if not isinstance(value, dict):
+        return value  # let the dict type check report it
+    for name, label in value.items():
+        if not isinstance(name, str) or not _INPUT_NAME.match(name):
+            raise ValueError(f"input name {name!r} must be a valid identifier (letters, digits, _), e.g. prep")
+        if not isinstance(label, str) or not label.startswith("/") or ".." in label.split("/"):
+            raise ValueError(f"input {name!r}: label {label!r} must be an absolute ColonyFS label like "
+                             "/pollinator/prep/result")
+    return value
+
+
 def _scalar_to_str(value: Any) -> Any:
     """YAML turns ``cmd: 123`` into an int; Go's decoder takes it as text, and so do we (bools stay errors).
 
@@ -180,6 +196,10 @@ class Project(_Model):
     conditions: Annotated[Conditions, BeforeValidator(_none_to_empty)] = Field(default_factory=Conditions)
     environment: Annotated[Environment, BeforeValidator(_none_to_empty)] = Field(default_factory=Environment)
     tunnel: Optional[Tunnel] = None
+    inputs: Annotated[dict[str, str], BeforeValidator(lambda v: check_inputs(_none_to_empty(v)))] = Field(
+        default_factory=dict,
+        description="Pollinator extension (the Go tool ignores it): name -> ColonyFS label, mounted read-only "
+                    "for the job at $POLLINATOR_INPUT_<NAME>, e.g. {prep: /pollinator/prep/result}")
 
     _path: Optional[Path] = PrivateAttr(default=None)
 
@@ -214,7 +234,9 @@ class Project(_Model):
 
         ``cfs/src``, ``cfs/data`` and ``cfs/result`` under the project directory
         are the job's src, data and result dirs. ``overrides`` (the core's
-        option names; ``None`` = not given) replace the file's values.
+        option names; ``None`` = not given) replace the file's values, except
+        that an ``inputs`` mapping adds to the file's ``inputs:`` (a name in
+        both: the override's label).
         """
         from pollinator.run.options import JobOptions  # here: pollinator.run imports this module
 
@@ -224,7 +246,10 @@ class Project(_Model):
             rebuild_image=e.rebuild_image, source=e.source, executor_names=c.executor_names,
             executor_type=c.executor_type, nodes=c.nodes, processes_per_node=c.processes_per_node, cpu=c.cpu,
             mem=c.mem, gpu_count=c.gpu.count, gpu_name=c.gpu.name, walltime=c.walltime,
-            src_dir=self.cfs_dir / "src", data_dir=self.cfs_dir / "data", result_dir=self.cfs_dir / "result")
+            src_dir=self.cfs_dir / "src", data_dir=self.cfs_dir / "data", result_dir=self.cfs_dir / "result",
+            inputs=dict(self.inputs))
+        if isinstance(overrides.get("inputs"), dict):
+            overrides = {**overrides, "inputs": {**self.inputs, **overrides["inputs"]}}
         fields.update({k: v for k, v in overrides.items() if v is not None})
         if not fields["cmd"]:
             where = self.path or PROJECT_FILE
@@ -256,13 +281,16 @@ class Project(_Model):
             t = self.tunnel
             tunnel = {"user": t.user, "jumpHost": t.jump_host, "jumpHostPort": t.jump_host_port,
                       "sshKey": t.ssh_key, "localPort": t.local_port, "remotePort": t.remote_port}
-        return {
+        data: dict[str, Any] = {
             "projectname": self.project_name,
             "conditions": conditions,
             "environment": {"docker": e.docker, "rebuildImage": e.rebuild_image, "init-cmd": e.init_cmd,
                             "cmd": e.cmd, "source": e.source},
             "tunnel": tunnel,
         }
+        if self.inputs:  # our extension; absent unless used, so a Go-written file round-trips unchanged
+            data["inputs"] = dict(self.inputs)
+        return data
 
     def dump_yaml(self) -> str:
         """YAML as the Go tool's ``yaml.Marshal`` lays it out (walltime as integer seconds)."""

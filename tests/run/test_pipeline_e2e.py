@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -220,3 +221,25 @@ def test_ctrl_c_while_following_cancels_the_remote_process(tmp_path, colony_env,
     assert proc.returncode == 130, err
     pid = next(word for word in err.split() if len(word) == 64)
     assert client.get_process(pid).state == ProcessState.CANCELLED
+
+
+def _project(root: Path, name: str, executor: str, cmd: str) -> Path:
+    root.mkdir(parents=True)
+    (root / "project.yaml").write_text(
+        f"projectname: {name}\nconditions:\n  executorNames: [{executor}]\n  walltime: 120\n"
+        f"environment:\n  cmd: {json.dumps(cmd)}\n")
+    return root
+
+
+def test_cli_input_flag_step_b_reads_step_a_result(tmp_path, colony_env):
+    """`pollinator run --input prep=/pollinator/<A>/result`: B reads the file A wrote, on another executor."""
+    a_name = "inp-a-" + os.urandom(4).hex()
+    a = _project(tmp_path / "a", a_name, "dev-k8s", "sh -c 'echo from-A > $POLLINATOR_RESULT_DIR/prep.txt'")
+    out = _cli(["run", "--follow"], a, colony_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    b = _project(tmp_path / "b", "inp-b-" + os.urandom(4).hex(), "dev-hpc",
+                 "sh -c 'ls -A $POLLINATOR_INPUT_PREP; cp $POLLINATOR_INPUT_PREP/prep.txt $POLLINATOR_RESULT_DIR/got.txt'")
+    out = _cli(["run", "--follow", "--input", f"prep=/pollinator/{a_name}/result"], b, colony_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (b / "cfs" / "result" / "got.txt").read_text() == "from-A\n"
+    assert "prep.txt" in out.stdout.split()

@@ -37,3 +37,19 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, PollinatorError):
         return EXIT_REMOTE
     return EXIT_REMOTE
+
+
+def parse_inputs(values: list[str]) -> dict[str, str]:
+    """``--input NAME=LABEL`` (repeatable) as ``{name: label}``; checked like project.yaml's ``inputs:``."""
+    from pollinator.project import check_inputs
+
+    inputs: dict[str, str] = {}
+    for value in values:
+        name, sep, label = value.partition("=")
+        if not sep or not name.strip() or not label.strip():
+            raise ProjectError(f"--input {value!r}: use NAME=LABEL, e.g. --input prep=/pollinator/prep/result")
+        inputs[name.strip()] = label.strip()
+    try:
+        return check_inputs(inputs)
+    except ValueError as exc:
+        raise ProjectError(f"--input: {exc}") from None

@@ -197,6 +197,8 @@ def funcspec_command(
     colony: Optional[str] = typer.Option(None, "--colony",
                                          help="Colony name (default: $COLONIES_COLONY_NAME, else <colony>)."),
     project_path: Path = typer.Option(Path("."), "--project", "-p", help="project.yaml or its directory."),
+    input_: list[str] = typer.Option([], "--input", "-i", metavar="NAME=LABEL",
+                                     help="An input mount as `pollinator run --input` takes it (repeatable)."),
 ) -> None:
     """Print the function spec `pollinator run` would submit for ./project.yaml (no sync, no submit).
 
@@ -205,11 +207,12 @@ def funcspec_command(
     id unless --snapshot-id is given, the run id, the client token) are
     placeholders like <snapshot>.
     """
+    from pollinator.cli.common import parse_inputs
     from pollinator.cli.run import preview_spec
     from pollinator.spec import spec_json
 
     snapshot = None if snapshot_id == SNAPSHOT_PLACEHOLDER else snapshot_id
-    output.echo_raw(spec_json(preview_spec(project_path, colony, snapshot)))
+    output.echo_raw(spec_json(preview_spec(project_path, colony, snapshot, parse_inputs(input_))))
 
 
 def main() -> None:

@@ -44,15 +44,17 @@ def preview_settings(colony: Optional[str] = None) -> Settings:
     return settings.model_copy(update={"colony_name": colony}) if colony else settings
 
 
-def project_job(project_dir: Path, settings: Settings, token: str) -> Job:
-    """The one job `run`, `run --dry-run` and `funcspec` describe for a project directory."""
-    return Job.from_project(project_dir, settings, token=token)
+def project_job(project_dir: Path, settings: Settings, token: str,
+                inputs: Optional[dict[str, str]] = None) -> Job:
+    """The one job `run`, `run --dry-run` and `funcspec` describe for a project directory
+    (``inputs``: the --input mounts, added to project.yaml's inputs:)."""
+    return Job.from_project(project_dir, settings, token=token, inputs=inputs or None)
 
 
-def preview_spec(project_dir: Path, colony: Optional[str] = None, snapshot_id: Optional[str] = None
-                 ) -> FunctionSpec:
+def preview_spec(project_dir: Path, colony: Optional[str] = None, snapshot_id: Optional[str] = None,
+                 inputs: Optional[dict[str, str]] = None) -> FunctionSpec:
     """What `pollinator run` would submit, with placeholders for what only submit time knows."""
-    job = project_job(project_dir, preview_settings(colony), PLACEHOLDER_TOKEN)
+    job = project_job(project_dir, preview_settings(colony), PLACEHOLDER_TOKEN, inputs)
     return job.spec(snapshot_id) if snapshot_id else job.preview()
 
 
@@ -120,17 +122,22 @@ def run_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the spec; upload and submit nothing."),
     new: bool = typer.Option(False, "--new", help="Submit anew even if an interrupted run is still going."),
     project_path: Path = typer.Option(Path("."), "--project", "-p", help="The project directory."),
+    input_: list[str] = typer.Option([], "--input", "-i", metavar="NAME=LABEL",
+                                     help="Mount a ColonyFS label read-only at $POLLINATOR_INPUT_<NAME> "
+                                          "(repeatable; adds to project.yaml's inputs:), e.g. "
+                                          "prep=/pollinator/prep/result."),
 ) -> None:
     """Sync cfs/src and cfs/data, snapshot src, submit; with --follow also stream logs and bring results home."""
     project_dir = project_path if project_path.is_dir() else project_path.parent
+    inputs = common.parse_inputs(input_)
     if dry_run:
-        output.echo_raw(spec_json(preview_spec(project_dir)))
+        output.echo_raw(spec_json(preview_spec(project_dir, inputs=inputs)))
         return
     settings = common.load_settings()
     token = None if new else _pending_token(project_dir)
     resumed = token is not None
     token = token or crypto.random_id()
-    job = project_job(project_dir, settings, token)
+    job = project_job(project_dir, settings, token, inputs)
     job.preview()  # every check before the first local write (run.json), upload or submit
     _remember(project_dir, token)
     with job:

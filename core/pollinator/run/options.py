@@ -9,10 +9,8 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pollinator.errors import ProjectError
+from pollinator.project import check_inputs
 from pollinator.resources import DEFAULT_MAX_RETRIES, DEFAULT_WALLTIME, Cpu, MaxRetries, Mem, Walltime
-
-_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
 
 class JobOptions(BaseModel):
     """Every knob of one ColonyOS job. Field names are what adapters expose as arguments."""
@@ -61,13 +59,7 @@ class JobOptions(BaseModel):
     @field_validator("inputs")
     @classmethod
     def _check_inputs(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, label in value.items():
-            if not _INPUT_NAME.match(name):
-                raise ValueError(f"input name {name!r} must be a valid identifier (letters, digits, _)")
-            if not label.startswith("/") or ".." in label.split("/"):
-                raise ValueError(f"input {name!r}: label {label!r} must be an absolute ColonyFS label like "
-                                 "/pollinator/prep/result")
-        return value
+        return check_inputs(value)  # the same rule as project.yaml's inputs:
 
     @classmethod
     def build(cls, **fields) -> "JobOptions":
