@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench bench-smoke clean
+.PHONY: demo test install bench bench-smoke wheel-smoke clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench-smoke: $(BIN)/.installed
 	$(BIN)/python benchmarks/sync_throughput.py --small 100 --big-mb 10 --many 500 --huge-mb 20 --repeat 1
 	$(BIN)/python benchmarks/trigger_scale.py --n 10 --seconds 3
 	$(BIN)/python benchmarks/reliability_summary.py --jobs 10 --lines 5 -k "load or secrets"
+
+# the wheel and sdist as a user gets them: build, install the wheel (not editable) into a fresh venv, run
+# `pollinator new`/`funcspec`, `pollinator dev` without and with the `local` extra, one echo job (CI runs it)
+wheel-smoke: $(BIN)/.installed
+	SMOKE_PYTHON=$(PYTHON) scripts/wheel_smoke.sh $(BIN)/python
 
 clean:
 	rm -rf $(VENV) .pytest_cache

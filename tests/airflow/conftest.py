@@ -20,7 +20,7 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
 import pytest  # noqa: E402
 
-pytest.importorskip("airflow.sdk")
+pytest.importorskip("airflow.sdk", reason="needs Apache Airflow: pip install 'pollinator[airflow]'")
 
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("prefect")
+# "prefect.flows", not "prefect": without Prefect, tests/prefect itself imports as a namespace package "prefect"
+pytest.importorskip("prefect.flows", reason="needs Prefect: pip install 'pollinator[prefect]'")
 
 pytestmark = pytest.mark.prefect
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pollinator.dev.colony import DEFAULT_DATA_DIR, LocalColony
+from pollinator.dev.extra import require_local_extra
 from pollinator.errors import ConfigError, PollinatorError
 
 dev_app = typer.Typer(help="Run a local colony: Colonies server, S3 endpoint and two local executors.",
@@ -73,6 +74,7 @@ def dev(ctx: typer.Context, data_dir: Path = DataDir,
             console.print(f"Stop it with `{_cmd(colony, 'stop')}` first to run it in the foreground.",
                           soft_wrap=True)
         return
+    require_local_extra(s3=colony.external_s3 is None)  # one line naming the extra (main's error policy), not a log
     try:
         with console.status("Starting the local colony..."):
             colony.start()

@@ -26,6 +26,7 @@ from pollinator.colonies import crypto
 from pollinator.colonies.client import ColoniesClient
 from pollinator.colonies.models import Colony, User
 from pollinator.config import S3Settings, Settings
+from pollinator.dev.extra import require_local_extra
 from pollinator.dev.keys import ColonyKeys, load_or_create_keys, write_private
 from pollinator.dev.procs import alive, free_port, signal_group, wait_gone
 from pollinator.errors import BadRequest, ConfigError, PollinatorError
@@ -227,6 +228,7 @@ class LocalColony:
         """Start every part (idempotent: a running colony is left alone) and return its env."""
         if self.is_running():
             return self.env()
+        require_local_extra(s3=self.external_s3 is None)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         keys = load_or_create_keys(self.data_dir)
         try:
