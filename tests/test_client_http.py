@@ -185,3 +185,66 @@ def test_async_client_bounds_requests_in_flight_and_connections():
     assert len(answers) == 60 and all(a.name == "dev" for a in answers)
     assert 2 <= state["peak"] <= 4  # concurrent, but bounded
     assert len(state["ports"]) <= 4  # connections kept alive and reused, not one per request
+
+
+@pytest.fixture
+def keepalive_server():
+    """An HTTP/1.1 server counting connections; ``close_after`` makes it drop a connection after that many replies
+    without saying so (as servers do with idle kept-alive connections)."""
+    state = {"connections": 0, "requests": 0, "close_after": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            state["connections"] += 1
+            self.served = 0
+
+        def do_POST(self):  # noqa: N802
+            envelope = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state["requests"] += 1
+            _answer(self, *_reply(envelope["payloadtype"], {"processid": "p"}))
+            self.served += 1
+            if state["close_after"] is not None and self.served >= state["close_after"]:
+                self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], state
+    httpd.shutdown()
+
+
+def test_blocking_client_keeps_its_connection_alive(keepalive_server):
+    port, state = keepalive_server
+    with _client(port) as c:
+        for _ in range(5):
+            assert c.get_process("p").processid == "p"
+    assert state["requests"] == 5 and state["connections"] == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used_for_a_submit(keepalive_server):
+    """The server closed the kept-alive connection: a non-idempotent call goes out once, on a new one."""
+    port, state = keepalive_server
+    state["close_after"] = 1
+    with _client(port, retries=0) as c:
+        c.get_process("p")
+        time.sleep(0.2)  # the close reaches us while the connection is idle
+        assert c.submit(FunctionSpec(funcname="execute")).processid == "p"
+    assert state["requests"] == 2 and state["connections"] == 2
+
+
+def test_blocking_client_goes_through_httpx_when_a_proxy_is_set(monkeypatch):
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    with ColoniesClient("colonies.example", 50080, KEY, "dev") as c:
+        assert c._http is not None and c._pool is None  # httpx honours the proxy variables
+    monkeypatch.setenv("NO_PROXY", "colonies.example")
+    monkeypatch.setenv("no_proxy", "colonies.example")
+    with ColoniesClient("colonies.example", 50080, KEY, "dev") as c:
+        assert c._pool is not None and c._http is None

@@ -130,19 +130,41 @@ def test_ignore_rules(tmp_path):
     assert not IgnoreRules.load(tmp_path / "nope").ignored("a.tmp")
 
 
-def test_small_object_requests_are_signed_by_botocore_over_the_body():
-    """Signing is botocore's, and it covers the bytes we send (a signed empty body would be refused by S3)."""
-    from cfs_fakes import s3_settings
-    from pollinator.cfs.sigv4 import LeanS3
+@pytest.mark.parametrize("method, path, query, body, extra, sign_body", [
+    ("PUT", "/my-bucket/abc123", "", b"hello", {"Content-Type": "application/octet-stream"}, True),
+    ("GET", "/my-bucket/abc123", "", None, {}, True),
+    ("HEAD", "/my-bucket", "", None, {}, True),
+    ("POST", "/my-bucket/abc123", "uploads=", None, {"x-amz-checksum-algorithm": "CRC32"}, True),
+    ("PUT", "/my-bucket/abc123", "partNumber=2&uploadId=a%2Bb%3D", b"part bytes", {"x-amz-checksum-crc32": "AAAAAA=="},
+     False),
+    ("POST", "/my-bucket/abc123", "uploadId=xyz", b"<CompleteMultipartUpload/>", {"Content-Type": "application/xml"},
+     True),
+])
+def test_sigv4_matches_botocores_signer_byte_for_byte(monkeypatch, method, path, query, body, extra, sign_body):
+    """Our SigV4 is pinned to botocore's on every kind of request an upload sends (moto does not check signatures)."""
+    import datetime
 
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from cfs_fakes import s3_settings
+    from pollinator.cfs.sigv4 import UNSIGNED_PAYLOAD, LeanS3
+
+    now = datetime.datetime(2026, 12, 4, 15, 40, 7, tzinfo=datetime.timezone.utc)
     lean = LeanS3(s3_settings("127.0.0.1:9000", bucket="my-bucket"))
-    payload = sha(b"hello")
-    headers = {k.lower(): v for k, v in lean._headers("PUT", "http://127.0.0.1:9000/my-bucket/abc123",
-                                                          b"hello").items()}
-    assert headers["x-amz-content-sha256"] == payload
-    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=test-access/")
-    assert "x-amz-content-sha256" in headers["authorization"].lower()
-    assert "test-secret" not in repr(lean) and "test-secret" not in str(headers)
+    ours = lean._signer.headers(method, "127.0.0.1:9000", path, query, extra,
+                                sha(body or b"") if sign_body else UNSIGNED_PAYLOAD, now=now)
+
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: now.replace(tzinfo=None))
+    request = AWSRequest(method=method, url=f"http://127.0.0.1:9000{path}" + (f"?{query}" if query else ""),
+                         data=body or b"", headers=dict(extra))
+    if not sign_body:
+        request.context["client_config"] = type("Config", (), {"s3": {"payload_signing_enabled": False}})()
+    botocore.auth.S3SigV4Auth(Credentials("test-access", "test-secret"), "s3", "us-east-1").add_auth(request)
+    theirs = dict(request.headers.items())
+    assert ours["Authorization"] == theirs["Authorization"]
+    assert ours["X-Amz-Content-SHA256"] == theirs["X-Amz-Content-SHA256"]
+    assert "test-secret" not in repr(lean) and "test-secret" not in str(ours)
 
 
 def test_tracker_throttles_callback_and_logs_lines(caplog):

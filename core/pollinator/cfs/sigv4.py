@@ -1,27 +1,30 @@
-"""The S3 requests of an upload, signed by botocore's SigV4 signer and sent over ``http.client``.
+"""The S3 requests of an upload: AWS Signature V4 over ``http.client``.
 
-Why not boto3 (or urllib3) for these: a 1 KiB object costs botocore ~2-3 ms of
-CPU per request (event hooks, parameter validation, endpoint rules) and
-urllib3 ~0.9 ms more, against ~0.5 ms for a bare ``http.client`` request; on
-a 2-core machine a 1,000-file first sync is CPU-bound on exactly that (and the
-Go CLI spends ~1.3 ms per file in all). Building a boto3 client alone costs
-~0.25 s of CPU, so an upload never builds one: small objects are one PUT,
-large ones a multipart upload (create, parts in parallel, complete; aborted
-on failure), and the bucket check is a HEAD. Downloads of large objects and
-everything else stay on boto3 (:mod:`pollinator.cfs.s3`).
+Why not boto3 (or urllib3, or botocore's signer) for these: a 1 KiB object
+costs botocore ~2-3 ms of CPU per request (event hooks, parameter validation,
+endpoint rules), urllib3 ~0.4 ms more than a bare ``http.client`` request,
+and botocore's signer ~0.1 ms plus ~0.1 s to import, where the signature
+itself is a few HMACs; on a 2-core machine a 1,000-file first sync is
+CPU-bound on exactly that (the Go CLI spends ~1.3 ms per file in all).
+Building a boto3 client alone costs ~0.25 s of CPU, so an upload never builds
+one: small objects are one PUT, large ones a multipart upload (create, parts
+in parallel, complete; aborted on failure), and the bucket check is a HEAD.
+Downloads of large objects and everything else stay on boto3
+(:mod:`pollinator.cfs.s3`).
 
-Signing is botocore's ``S3SigV4Auth`` applied to a bare request (its maths,
-without its per-call pipeline). A small PUT signs its body's SHA-256; a
-multipart part is sent ``UNSIGNED-PAYLOAD`` with an ``x-amz-checksum-crc32``
-header instead, which the server verifies (the upload is created with
-``ChecksumAlgorithm=CRC32``, as the Go client's minio library does with
-CRC32C). That saves hashing every part twice, and on moto it also spares the
-server a whole-object copy at completion. A server that refuses checksummed
-multipart uploads gets plain ones (remembered per client).
+:class:`SigV4` is the header form of Signature V4 as AWS documents it; a unit
+test pins it to botocore's signer, byte for byte, on the requests we send. A
+small PUT signs its body's SHA-256; a multipart part is sent
+``UNSIGNED-PAYLOAD`` with an ``x-amz-checksum-crc32`` header instead, which
+the server verifies (the upload is created with ``ChecksumAlgorithm=CRC32``,
+as the Go client's minio library does with CRC32C). That saves hashing every
+part twice, and on moto it also spares the server a whole-object copy at
+completion. A server that refuses checksummed multipart uploads gets plain
+ones (remembered per client).
 
-Connections are kept alive per thread and reopened when the server closes
-them. Retries: 5xx/429 and transport failures (including a body that breaks
-off) are resent with jittered backoff; any other answer raises
+Connections are kept alive and shared by the threads (:mod:`pollinator.http_pool`).
+Retries: 5xx/429 and transport failures (including a body that breaks off)
+are resent with jittered backoff; any other answer raises
 :class:`S3RequestError`, whose text never contains a credential. Path-style
 addressing only (what MinIO, moto, Ceph and the Go client use for a custom
 endpoint).
@@ -30,27 +33,28 @@ endpoint).
 from __future__ import annotations
 
 import base64
+import datetime
+import hashlib
+import hmac
 import http.client
 import logging
 import random
-import threading
 import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from types import SimpleNamespace
 from typing import BinaryIO, Callable, Optional
 from urllib.parse import quote
 from xml.etree import ElementTree
 
 from pollinator.config import S3Settings
+from pollinator.http_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_PARTS = 10_000  # S3's limit per multipart upload
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-# botocore reads "payload_signing_enabled" from the client config in the request context
-_UNSIGNED = SimpleNamespace(s3={"payload_signing_enabled": False})
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 
 class S3RequestError(Exception):
@@ -85,8 +89,52 @@ def crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
+class SigV4:
+    """AWS Signature Version 4, header form, for one key pair, region and service.
+
+    ``path`` and ``query`` are taken as sent (already URI-encoded), as S3
+    wants them; headers are signed by lower-cased name, values with runs of
+    whitespace collapsed. The day's signing key is derived once per day.
+    """
+
+    def __init__(self, access_key: str, secret_key: str, region: str, service: str = "s3"):
+        self._access, self._secret = access_key, secret_key
+        self.region, self.service = region, service
+        self._day_key: tuple[str, bytes] = ("", b"")
+
+    def __repr__(self) -> str:
+        return f"SigV4(region={self.region!r}, service={self.service!r})"
+
+    def _key(self, day: str) -> bytes:
+        cached_day, key = self._day_key
+        if cached_day != day:
+            key = ("AWS4" + self._secret).encode()
+            for part in (day, self.region, self.service, "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._day_key = (day, key)
+        return key
+
+    def headers(self, method: str, host: str, path: str, query: str, headers: dict[str, str], payload_hash: str,
+                now: Optional[datetime.datetime] = None) -> dict[str, str]:
+        """``headers`` plus Host, X-Amz-Date, X-Amz-Content-SHA256 and Authorization."""
+        stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+        out = {**headers, "Host": host, "X-Amz-Date": stamp, "X-Amz-Content-SHA256": payload_hash}
+        signed = sorted((k.lower(), " ".join(str(v).split())) for k, v in out.items())
+        names = ";".join(k for k, _ in signed)
+        canonical_query = "&".join(f"{k}={v}" for k, _, v in sorted(p.partition("=") for p in query.split("&"))) \
+            if query else ""
+        canonical = "\n".join([method, path, canonical_query, "".join(f"{k}:{v}\n" for k, v in signed), names,
+                               payload_hash])
+        scope = f"{stamp[:8]}/{self.region}/{self.service}/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(self._key(stamp[:8]), to_sign.encode(), hashlib.sha256).hexdigest()
+        out["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self._access}/{scope}, SignedHeaders={names}, "
+                                f"Signature={signature}")
+        return out
+
+
 class LeanS3:
-    """Signed S3 requests for one bucket; safe to share between threads (one connection per thread)."""
+    """Signed S3 requests for one bucket; safe to share between threads (they share kept-alive connections)."""
 
     def __init__(self, settings: S3Settings, *, attempts: int = 6, timeout: float = 120.0,
                  connect_timeout: float = 10.0):
@@ -101,65 +149,24 @@ class LeanS3:
         self.scheme = "https" if settings.tls else "http"
         self.attempts = attempts
         self.timeout, self.connect_timeout = timeout, connect_timeout
-        self._ssl = None
-        if settings.tls:
-            import ssl
-
-            try:
-                import certifi  # the CA bundle httpx and botocore use
-
-                self._ssl = ssl.create_default_context(cafile=certifi.where())
-            except ImportError:  # pragma: no cover - certifi comes with httpx
-                self._ssl = ssl.create_default_context()
-            if settings.skip_verify:
-                self._ssl.check_hostname = False
-                self._ssl.verify_mode = ssl.CERT_NONE
-        self._local = threading.local()
-        self._conns: list[http.client.HTTPConnection] = []
-        self._conns_lock = threading.Lock()
+        self._pool = ConnectionPool(self._host, self._port, tls=settings.tls, verify=not settings.skip_verify,
+                                    connect_timeout=connect_timeout, max_idle=64)
         self.multipart_checksums = True
-        from botocore.auth import S3SigV4Auth  # imported when the first object moves
-        from botocore.credentials import Credentials
-
-        self._signer = S3SigV4Auth(Credentials(settings.access_key.get_secret_value(),
-                                               settings.secret_key.get_secret_value()), "s3", self.region)
+        self._signer = SigV4(settings.access_key.get_secret_value(), settings.secret_key.get_secret_value(),
+                             self.region)
+        default_port = 443 if settings.tls else 80
+        self._host_header = self._host if self._port == default_port else f"{self._host}:{self._port}"
+        if ":" in self._host:  # IPv6 literal
+            self._host_header = f"[{self._host}]" + ("" if self._port == default_port else f":{self._port}")
 
     def __repr__(self) -> str:
         return f"LeanS3(endpoint={self.scheme}://{self.endpoint!r}, bucket={self.bucket!r})"
 
     # -- signing and sending -------------------------------------------------------------
-    def _headers(self, method: str, url: str, body: Optional[bytes], extra: Optional[dict[str, str]] = None,
-                 sign_body: bool = True) -> dict[str, str]:
-        """botocore's own SigV4 signer on a bare request: its maths, without its per-call pipeline."""
-        from botocore.awsrequest import AWSRequest
-
-        request = AWSRequest(method=method, url=url, data=body or b"", headers=extra)
-        if not sign_body:
-            request.context["client_config"] = _UNSIGNED
-        self._signer.add_auth(request)
-        return dict(request.headers.items())
-
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._ssl is not None:
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.connect_timeout,
-                                                   context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout)
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        if conn.sock is None:
-            conn.connect()  # connect_timeout applies to the connect only
-            conn.sock.settimeout(self.timeout)
-            conn._pollinator_used = False  # type: ignore[attr-defined]
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+    def _headers(self, method: str, path: str, query: str, body: Optional[bytes],
+                 extra: Optional[dict[str, str]] = None, sign_body: bool = True) -> dict[str, str]:
+        payload = hashlib.sha256(body or b"").hexdigest() if sign_body else UNSIGNED_PAYLOAD
+        return self._signer.headers(method, self._host_header, path, query, extra or {}, payload)
 
     def _path(self, key: str = "") -> str:
         path = "/" + quote(self.bucket, safe="-_.~")
@@ -172,35 +179,21 @@ class LeanS3:
 
         ``ok`` lists further statuses returned rather than raised (e.g. 404 for a HEAD).
         """
-        path = self._path(key) + (f"?{query}" if query else "")
-        url = f"{self.scheme}://{self.endpoint}{path}"
+        path = self._path(key)
+        target = path + (f"?{query}" if query else "")
         attempt = 0
-        fresh_retry = True
         while True:
-            signed = self._headers(method, url, body, headers, sign_body)
-            reused = False
+            signed = self._headers(method, path, query, body, headers, sign_body)
             try:
-                conn = self._connection()
-                reused = getattr(conn, "_pollinator_used", False)
-                conn._pollinator_used = True  # type: ignore[attr-defined]
-                conn.request(method, path, body=body, headers=signed)
-                resp = conn.getresponse()
-                data = resp.read()
-                if resp.will_close:
-                    conn.close()
-                status = resp.status
+                status, answer, data = self._pool.request(method, target, body, signed, timeout=self.timeout)
                 if status < 300 or status in ok:
                     if expect_len is not None and status < 300 and len(data) != expect_len:
                         raise ShortBody(f"short body: {len(data)} of {expect_len} bytes")
-                    return status, data, {k.lower(): v for k, v in resp.getheaders()}
+                    return status, data, {k.lower(): v for k, v in answer}
                 failure: Exception = _error(status, data)
                 if status not in RETRY_STATUS:
                     raise failure
             except (OSError, http.client.HTTPException) as exc:
-                self._drop_connection()
-                if reused and fresh_retry and isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)):
-                    fresh_retry = False  # a kept-alive connection the server had closed: resend at once
-                    continue
                 failure = exc
             if attempt + 1 >= self.attempts:
                 raise failure
@@ -326,7 +319,4 @@ class LeanS3:
             raise _error(200, data)
 
     def close(self) -> None:
-        with self._conns_lock:
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
+        self._pool.close()

@@ -9,16 +9,21 @@ that case instead.
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Optional
 
 import httpx
 
 from pollinator.colonies import crypto
 from pollinator.colonies.rpc import Call, Messages, decode_reply, encode_envelope
 from pollinator.errors import ColoniesError, ServerError, Unreachable
+from pollinator.http_pool import ConnectFailed, ConnectionPool
+
+_JSON = {"Content-Type": "application/json"}
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +42,23 @@ def _backoff(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
 
 
 def _should_retry(call: Call, exc: Exception) -> bool:
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | ConnectFailed):
         return True  # nothing reached the server
     if not call.idempotent:
         return False
-    return isinstance(exc, httpx.TransportError | ServerError)
+    return isinstance(exc, httpx.TransportError | ServerError | OSError | http.client.HTTPException)
+
+
+def _proxied(url: str) -> bool:
+    """True when the environment routes ``url`` through an HTTP proxy (httpx honours that; the pool does not)."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    scheme, netloc = urlsplit(url)[:2]
+    proxies = getproxies()
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass(netloc.rsplit(":", 1)[0])
 
 
 class _Base(Messages):
@@ -69,9 +86,10 @@ class _Base(Messages):
         return f"{type(self).__name__}(url={self.url!r}, colony={self.colony_name!r})"
 
     def _request(self, call: Call) -> tuple[dict[str, str], httpx.Timeout]:
-        envelope = encode_envelope(call.message, self._prvkey)
-        timeout = httpx.Timeout(self.timeout + call.extra_timeout, connect=min(self.timeout, 10.0))
-        return envelope, timeout
+        return encode_envelope(call.message, self._prvkey), self._request_timeout(call)
+
+    def _request_timeout(self, call: Call) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout + call.extra_timeout, connect=min(self.timeout, 10.0))
 
     def _wrap_transport_error(self, call: Call, exc: Exception) -> ColoniesError:
         return Unreachable(f"cannot reach the Colonies server at {self.url}: {type(exc).__name__}: {exc}",
@@ -79,21 +97,43 @@ class _Base(Messages):
 
 
 class ColoniesClient(_Base):
-    """Blocking client; safe to share between threads."""
+    """Blocking client; safe to share between threads.
+
+    Requests go through a pool of kept-alive ``http.client`` connections
+    (:mod:`pollinator.http_pool`): httpx costs ~0.3 ms more CPU per request,
+    which a 1,000-file sync (one ``addfilemsg`` per file) pays 1,000 times.
+    When the environment sets an HTTP proxy for the server, httpx is used, as
+    it honours the proxy variables.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._http = httpx.Client(verify=self.verify, limits=httpx.Limits(max_connections=64,
-                                                                          max_keepalive_connections=32))
+        self._pool: Optional[ConnectionPool] = None
+        self._http: Optional[httpx.Client] = None
+        if _proxied(self.url):
+            self._http = httpx.Client(verify=self.verify, limits=httpx.Limits(max_connections=64,
+                                                                              max_keepalive_connections=32))
+        else:
+            self._pool = ConnectionPool(self.host, self.port, tls=self.tls, verify=self.verify,
+                                        connect_timeout=min(self.timeout, 10.0))
+
+    def _post(self, envelope: dict[str, str], call: Call) -> tuple[int, bytes]:
+        if self._pool is None:
+            assert self._http is not None
+            resp = self._http.post(self.url, json=envelope, timeout=self._request_timeout(call))
+            return resp.status_code, resp.content
+        body = json.dumps(envelope, separators=(",", ":")).encode()
+        status, _, content = self._pool.request("POST", "/api", body, _JSON, timeout=self.timeout + call.extra_timeout)
+        return status, content
 
     def _do(self, call: Call) -> Any:
-        envelope, timeout = self._request(call)
+        envelope = encode_envelope(call.message, self._prvkey)
         attempt = 0
         while True:
             try:
-                resp = self._http.post(self.url, json=envelope, timeout=timeout)
-                return call.parse(decode_reply(resp.status_code, resp.content, call.msgtype))
-            except (httpx.TransportError, ServerError) as exc:
+                status, content = self._post(envelope, call)
+                return call.parse(decode_reply(status, content, call.msgtype))
+            except (httpx.TransportError, ServerError, OSError, http.client.HTTPException) as exc:
                 if attempt >= self.retries or not _should_retry(call, exc):
                     if isinstance(exc, ColoniesError):
                         raise
@@ -104,7 +144,10 @@ class ColoniesClient(_Base):
                 attempt += 1
 
     def close(self) -> None:
-        self._http.close()
+        if self._pool is not None:
+            self._pool.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> "ColoniesClient":
         return self
