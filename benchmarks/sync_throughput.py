@@ -107,7 +107,8 @@ class Rig:
         self.env = {**os.environ, "COLONIES_SERVER_HOST": "127.0.0.1", "COLONIES_SERVER_PORT": str(colonies_port),
                     "COLONIES_TLS": "false", "COLONIES_SERVER_TLS": "false", "COLONIES_INSECURE": "true",
                     "COLONIES_COLONY_NAME": "dev", "COLONIES_PRVKEY": self.user_key,
-                    "AWS_S3_ENDPOINT": self.s3.endpoint, "AWS_S3_ACCESSKEY": "bench", "AWS_S3_SECRETKEY": "bench-secret",
+                    "AWS_S3_ENDPOINT": self.s3.endpoint, "AWS_S3_ACCESSKEY": "bench",
+                    "AWS_S3_SECRETKEY": "bench-secret",
                     "AWS_S3_REGION_KEY": self.s3.region, "AWS_S3_BUCKET": "bench", "AWS_S3_TLS": "false",
                     "AWS_S3_SKIPVERIFY": "false"}
 
@@ -295,7 +296,8 @@ class Bench:
         print(f"no-change re-sync     ours {re_ours.w:8.3f} s  cpu {re_ours.c:6.2f} s (files hashed: {hashed})",
               flush=True)
         if re_cli.wall:
-            print(f"  `pollinator sync` process {re_cli.w:8.3f} s  cpu {re_cli.c:6.2f} s (start-up included)", flush=True)
+            print(f"  `pollinator sync` process {re_cli.w:8.3f} s  cpu {re_cli.c:6.2f} s (start-up included)",
+                  flush=True)
         if re_go.wall:
             ok = re_ours.w <= 0.5 * re_go.w
             print(f"  vs Go CLI {re_go.w:8.3f} s  cpu {re_go.c:6.2f} s | ratio {re_ours.w / re_go.w:5.2f} "
@@ -335,7 +337,8 @@ class Bench:
         best = max(mb / raw_up.w, mb / go_up.w if go_up.wall else 0.0)
         ok = mb / up.w >= best
         go_txt = f" | Go CLI {mb / go_up.w:7.1f} MB/s" if go_up.wall else ""
-        print(f"upload (sync)         ours {mb / up.w:7.1f} MB/s | boto3 upload_file {mb / raw_up.w:7.1f} MB/s{go_txt} | "
+        print(f"upload (sync)         ours {mb / up.w:7.1f} MB/s | boto3 upload_file {mb / raw_up.w:7.1f} MB/s"
+              f"{go_txt} | "
               f"target >= the better: {self.check('big upload', ok)}", flush=True)
         print(f"download (pull)       ours {mb / down.w:7.1f} MB/s | boto3 download_file {mb / raw_down.w:7.1f} MB/s "
               f"| ratio {raw_down.w / down.w:5.2f}", flush=True)

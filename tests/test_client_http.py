@@ -248,3 +248,50 @@ def test_blocking_client_goes_through_httpx_when_a_proxy_is_set(monkeypatch):
     monkeypatch.setenv("no_proxy", "colonies.example")
     with ColoniesClient("colonies.example", 50080, KEY, "dev") as c:
         assert c._pool is not None and c._http is None
+
+
+def test_pooled_responses_read_chunked_bodies_headers_and_close():
+    """The pool's response keeps http.client's body handling: chunked replies, Content-Length, HEAD, close."""
+    from pollinator.http_pool import ConnectionPool
+
+    body = b"x" * 5000
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("X-Folded", "a  b")
+            if self.path == "/chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(0, len(body), 1000):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (1000, body[i:i + 1000]))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(body)))
+                if self.path == "/close":
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+        def do_HEAD(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "123")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    pool = ConnectionPool("127.0.0.1", httpd.server_address[1])
+    try:
+        for path in ("/chunked", "/plain", "/chunked", "/close", "/plain"):
+            status, headers, data = pool.request("GET", path)
+            assert status == 200 and data == body and headers["x-folded"] == "a  b"
+        status, headers, data = pool.request("HEAD", "/")
+        assert status == 200 and data == b"" and headers["content-length"] == "123"
+    finally:
+        pool.close()
+        httpd.shutdown()

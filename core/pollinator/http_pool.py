@@ -27,6 +27,65 @@ class ConnectFailed(ConnectionError):
     """The connection could not be opened: nothing of the request reached the server."""
 
 
+class _Response(http.client.HTTPResponse):
+    """``http.client``'s response, with its header block parsed without the ``email`` package.
+
+    ``http.client.parse_headers`` runs every reply's headers through
+    ``email.parser`` (~130 us on our machine, twice per synced file); splitting
+    the lines ourselves costs ~20 us. Everything after the headers (chunked
+    bodies, Content-Length, keep-alive) is the standard library's own code.
+    """
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            if status != http.client.CONTINUE:
+                break
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        headers = http.client.HTTPMessage()
+        for line in http.client._read_headers(self.fp):  # type: ignore[attr-defined]
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if sep:
+                headers[name.strip()] = value.strip()
+        self.headers = self.msg = headers
+        encoding = headers.get("transfer-encoding")
+        self.chunked = bool(encoding and encoding.lower() == "chunked")
+        self.chunk_left = None
+        self.will_close = self._check_close()  # type: ignore[attr-defined]
+        self.length = None
+        length = headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            if self.length is not None and self.length < 0:
+                self.length = None
+        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200 \
+                or self._method == "HEAD":  # type: ignore[attr-defined]
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    response_class = _Response
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    response_class = _Response
+
+
 class ConnectionPool:
     """Up to ``max_idle`` idle connections to ``host:port``; one request per connection at a time."""
 
@@ -45,8 +104,8 @@ class ConnectionPool:
 
     def _new(self) -> http.client.HTTPConnection:
         if self._ssl is not None:
-            return http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout, context=self._ssl)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+            return _HTTPSConnection(self.host, self.port, timeout=self.connect_timeout, context=self._ssl)
+        return _HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
 
     def _take(self) -> http.client.HTTPConnection:
         while True:
@@ -67,8 +126,8 @@ class ConnectionPool:
 
     def request(self, method: str, path: str, body: Optional[bytes] = None,
                 headers: Optional[dict[str, str]] = None, *,
-                timeout: float = 60.0) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Send one request and read the whole reply: (status, headers, body).
+                timeout: float = 60.0) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """Send one request and read the whole reply: (status, headers, body); ``headers.get`` ignores case.
 
         Raises :class:`ConnectFailed` when no connection could be opened, else
         ``OSError`` / ``http.client.HTTPException`` as the transport failed
@@ -92,7 +151,7 @@ class ConnectionPool:
             conn.close()
         else:
             self._give(conn)
-        return resp.status, resp.getheaders(), data
+        return resp.status, resp.msg, data
 
     def close(self) -> None:
         with self._lock:

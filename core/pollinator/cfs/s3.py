@@ -39,6 +39,7 @@ MiB = 1024 * 1024
 MULTIPART_THRESHOLD = 16 * MiB
 MULTIPART_CHUNKSIZE = 16 * MiB
 MAX_PARTS = 10_000  # S3's limit per multipart upload
+PARTS_IN_FLIGHT = 4
 
 ByteCallback = Callable[[int], None]
 
@@ -170,9 +171,15 @@ class S3Store:
 
     def upload_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None,
                      size: int = 0) -> None:
-        """A multipart upload, ``workers`` parts in flight; parts grow past the chunk size for huge files."""
+        """A multipart upload, up to ``PARTS_IN_FLIGHT`` parts at once; parts grow past the chunk size for huge files.
+
+        More parts in flight buy nothing on a loopback or LAN endpoint (the
+        server, not the link, is the limit) and cost client CPU and memory:
+        8 in flight spent ~0.3 s of CPU on 200 MB where 2-4 spent ~0.2 s.
+        """
         part_size = max(self.multipart_chunksize, -(-size // MAX_PARTS))
-        self.lean.upload_multipart(key, fileobj, part_size=part_size, workers=max(2, self.workers),
+        in_flight = max(2, min(PARTS_IN_FLIGHT, self.workers))
+        self.lean.upload_multipart(key, fileobj, part_size=part_size, workers=in_flight,
                                    on_bytes=on_bytes)
 
     # -- download ----------------------------------------------------------------

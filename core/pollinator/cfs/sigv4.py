@@ -42,6 +42,7 @@ import random
 import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from email.message import Message
 from typing import BinaryIO, Callable, Optional
 from urllib.parse import quote
 from xml.etree import ElementTree
@@ -174,8 +175,8 @@ class LeanS3:
 
     def request(self, method: str, key: str = "", *, body: Optional[bytes] = None, query: str = "",
                 headers: Optional[dict[str, str]] = None, sign_body: bool = True,
-                expect_len: Optional[int] = None, ok: tuple[int, ...] = ()) -> tuple[int, bytes, dict[str, str]]:
-        """One signed request, retried; returns (status, body, lower-cased headers) of a 2xx answer.
+                expect_len: Optional[int] = None, ok: tuple[int, ...] = ()) -> tuple[int, bytes, Message]:
+        """One signed request, retried; returns (status, body, headers: ``get`` ignores case) of a 2xx answer.
 
         ``ok`` lists further statuses returned rather than raised (e.g. 404 for a HEAD).
         """
@@ -189,7 +190,7 @@ class LeanS3:
                 if status < 300 or status in ok:
                     if expect_len is not None and status < 300 and len(data) != expect_len:
                         raise ShortBody(f"short body: {len(data)} of {expect_len} bytes")
-                    return status, data, {k.lower(): v for k, v in answer}
+                    return status, data, answer
                 failure: Exception = _error(status, data)
                 if status not in RETRY_STATUS:
                     raise failure
@@ -312,7 +313,8 @@ class LeanS3:
             xml.append(f"<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag>"
                        + (f"<ChecksumCRC32>{crc}</ChecksumCRC32>" if crc else "") + "</Part>")
         xml.append("</CompleteMultipartUpload>")
-        _, data, _ = self.request("POST", key, body="".join(xml).encode(), query=f"uploadId={quote(upload_id, safe='')}",
+        query = f"uploadId={quote(upload_id, safe='')}"
+        _, data, _ = self.request("POST", key, body="".join(xml).encode(), query=query,
                                   headers={"Content-Type": "application/xml"})
         # S3 may answer 200 with an <Error> body when completion fails late
         if b"<Error>" in data[:512]:

@@ -11,6 +11,7 @@ byte-identical output against pycolonies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 
@@ -28,7 +29,9 @@ def generate_private_key() -> str:
     return hashlib.sha3_256(os.urandom(32)).hexdigest()
 
 
+@functools.lru_cache(maxsize=16)
 def _private_key(prvkey: str) -> coincurve.PrivateKey:
+    """Parsed once per key (a sync signs one request per file with the same key)."""
     if len(prvkey) != 64 or not set(prvkey) <= _HEX:
         # Never echo the key itself: it is a secret.
         raise ValueError("a Colonies private key is 64 hex characters")
