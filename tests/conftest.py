@@ -86,3 +86,21 @@ def kube_mimic(local_colony, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+_TESTS = Path(__file__).resolve().parent
+_NEEDS = {"airflow": pytest.mark.airflow, "prefect": pytest.mark.prefect}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark what tests/airflow and tests/prefect need, so `-m "not airflow and not prefect"` selects the core.
+
+    Without Apache Airflow or Prefect installed those folders skip themselves (their conftest's importorskip).
+    """
+    for item in items:
+        try:
+            top = Path(str(item.fspath)).resolve().relative_to(_TESTS).parts[0]
+        except ValueError:
+            continue
+        if top in _NEEDS:
+            item.add_marker(_NEEDS[top])

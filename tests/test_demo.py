@@ -6,10 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.airflow
+@pytest.mark.prefect
 def test_demo_runs_every_step_to_success(tmp_path):
+    pytest.importorskip("airflow.sdk", reason="the demo runs an Airflow DAG: pip install 'pollinator[airflow]'")
+    pytest.importorskip("prefect.flows", reason="the demo runs a Prefect flow: pip install 'pollinator[prefect]'")
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], cwd=ROOT, capture_output=True,
                          text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
