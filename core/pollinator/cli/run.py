@@ -20,13 +20,15 @@ from pollinator.cli import common, output
 from pollinator.colonies import crypto
 from pollinator.colonies.models import FunctionSpec, ProcessState
 from pollinator.config import Settings
-from pollinator.errors import ConfigError, JobFailed, ProjectError, SyncError
+from pollinator.errors import ColoniesError, ConfigError, JobFailed, ProjectError, SyncError
 from pollinator.run import Job, JobResult, ProcessHandle
 from pollinator.run.build import PLACEHOLDER_TOKEN
 from pollinator.run.follow import INTERACTIVE
 from pollinator.spec import spec_json
 
 EXIT_CANCELLED = 130
+EXIT_DOWNLOAD = 3
+"""The process succeeded but its results could not be brought home (`pollinator attach <id>` fetches them)."""
 STATE_FILE = Path(".pollinator") / "run.json"
 COLONY_PLACEHOLDER = "<colony>"
 
@@ -85,6 +87,14 @@ def _report(result: JobResult) -> None:
         output.print_info(f"  {result.dashboard_url}")
 
 
+def _succeeded(job: ProcessHandle) -> bool:
+    """Whether the process ended SUCCESS (False when the server cannot say either)."""
+    try:
+        return ProcessState(job.client.get_process(job.process_id).state) == ProcessState.SUCCESS
+    except ColoniesError:
+        return False
+
+
 def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
     try:
         for line in job.follow(**INTERACTIVE):
@@ -104,6 +114,13 @@ def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_in
         raise typer.Exit(EXIT_CANCELLED) from None
     try:
         result = job.finish()
+    except (SyncError, ColoniesError) as exc:
+        if not _succeeded(job):
+            raise
+        output.print_error(f"process {job.process_id} ended SUCCESS, but its results could not be downloaded: "
+                           f"{exc}")
+        output.print_error(f"they are kept in ColonyFS; fetch them with: pollinator attach {job.process_id}")
+        raise typer.Exit(EXIT_DOWNLOAD) from None
     except JobFailed as exc:
         if project_dir is not None:
             _forget(project_dir)
