@@ -27,6 +27,7 @@ from pollinator.run.follow import INTERACTIVE
 from pollinator.spec import spec_json
 
 EXIT_CANCELLED = 130
+MAX_EXEC_EXCEEDED = "Maximum execution time limit exceeded"  # the server's own error text
 EXIT_DOWNLOAD = 3
 """The process succeeded but its results could not be brought home (`pollinator attach <id>` fetches them)."""
 STATE_FILE = Path(".pollinator") / "run.json"
@@ -126,6 +127,10 @@ def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_in
             _forget(project_dir)
         for err in exc.errors:
             output.print_error(output.safe_text(err, multiline=True), prefix="remote error")
+        if MAX_EXEC_EXCEEDED in exc.errors:
+            output.print_error("the server ended it: no executor closed its last attempt within maxexectime "
+                               "(counted from assignment); the executor died, hung or could not reach the server. "
+                               "Its log above shows how far each attempt got", prefix="why")
         output.print_error(f"process {exc.process_id} ended {exc.state}")
         raise typer.Exit(EXIT_CANCELLED if exc.state == "CANCELLED" else common.EXIT_REMOTE) from None
     if project_dir is not None:

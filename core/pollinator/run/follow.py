@@ -12,6 +12,12 @@ after 30 ms is seen ending ~10 ms later, not a whole interval later. Library
 followers do not, so a hundred tasks starting at once do not burst the server. Connection
 errors (a restarting server) are retried from the last timestamp until
 ``unreachable_timeout`` passes.
+
+A process the server re-queued (its attempt did not end within maxexectime:
+the executor died, hung or could not reach the server) runs again from the
+top. The follower then yields one marked line of its own before the new
+attempt's lines, ``[pollinator] attempt 2 of 4 on <executor>: <why>``, so
+the two runs are never read as one.
 """
 
 from __future__ import annotations
@@ -67,6 +73,34 @@ class LogCursor:
                 pending = Counter()
             fresh.append(log)
         return fresh
+
+
+ATTEMPT_PREFIX = "[pollinator] attempt "
+
+
+class AttemptTracker:
+    """Says once when the process's ``retries`` grew: the server re-queued it and a new attempt runs."""
+
+    def __init__(self) -> None:
+        self.announced = 0
+        self._names: dict[str, str] = {}
+
+    def due(self, process: Process) -> bool:
+        return process.retries > self.announced and ProcessState(process.state) != ProcessState.WAITING
+
+    def remember(self, executors: Optional[list]) -> None:
+        for e in executors or []:
+            self._names[e.executorid] = e.executorname
+
+    def marker(self, process: Process, timestamp: int = 0) -> Log:
+        self.announced = process.retries
+        spec = process.spec
+        total = f" of {spec.maxretries + 1}" if spec.maxretries > 0 else ""
+        who = self._names.get(process.assignedexecutorid) or (process.assignedexecutorid[:12] or "an executor")
+        why = (f"the previous attempt did not end within maxexectime ({spec.maxexectime} s from assignment: its "
+               f"executor died, hung or could not reach the server), so the server re-queued the process")
+        text = f"{ATTEMPT_PREFIX}{process.retries + 1}{total} on {who}: {why}\n"
+        return Log(processid=process.processid, executorname=who, message=text, timestamp=timestamp)
 
 
 class _Pacing:
@@ -127,6 +161,7 @@ class LogFollower:
         self.process: Optional[Process] = None
         self._pacing = _Pacing(unreachable_timeout, min_interval, max_interval, state_check_every,
                                first_interval, age_fraction)
+        self.attempts = AttemptTracker()
 
     @property
     def last_timestamp(self) -> int:
@@ -152,6 +187,9 @@ class LogFollower:
                 if not lines and (final or self._pacing.state_due()):
                     self.process = self.client.get_process(self.process_id)
                     self._pacing.last_state_check = time.monotonic()
+                    if self.attempts.due(self.process):
+                        self.attempts.remember(self.client.get_executors())
+                        yield self.attempts.marker(self.process, self.cursor.last_timestamp)
                     if ProcessState(self.process.state).is_final:
                         final = True
                         continue
@@ -188,6 +226,9 @@ class AsyncLogFollower(LogFollower):
                 if not lines and (final or self._pacing.state_due()):
                     self.process = await self.client.get_process(self.process_id)
                     self._pacing.last_state_check = time.monotonic()
+                    if self.attempts.due(self.process):
+                        self.attempts.remember(await self.client.get_executors())
+                        yield self.attempts.marker(self.process, self.cursor.last_timestamp)
                     if ProcessState(self.process.state).is_final:
                         final = True
                         continue
