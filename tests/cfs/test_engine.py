@@ -46,7 +46,11 @@ def test_first_sync_uploads_everything_with_sub_labels(cfs, fake, tmp_path):
     obj = rec.ref.s3object
     assert obj.accesskey == "" and obj.secretkey == "" and obj.port > 0 and ":" not in obj.server
     assert len(obj.object) == 64
-    # the Go .cfs marker is written, and never uploaded
+    # no Go .cfs marker by default (the user's tree holds the user's files); asked for, it is written and
+    # never uploaded
+    assert not list((tmp_path / "src").rglob(".cfs"))
+    (tmp_path / "src" / "sub" / "new.txt").write_text("n")
+    CFS(fake, cfs.s3_settings, markers=True).sync(tmp_path / "src", "/proj/src", keep_local=True)
     assert (tmp_path / "src" / "sub" / ".cfs").read_text() == '{"label":"/proj/src/sub"}'
     assert not any(f.name == ".cfs" for f in fake.files)
     assert cfs.plan(tmp_path / "src", "/proj/src", True).is_empty
@@ -215,7 +219,7 @@ def test_corrupt_object_is_not_written(cfs, fake, s3, tmp_path):
     cfs.store.put_small(rec.ref.s3object.object, b"tampered bytes")
     with pytest.raises(SyncError, match="/bad/f.txt"):
         cfs.pull("/bad", tmp_path / "dst")
-    assert [p.name for p in (tmp_path / "dst").iterdir()] == [".cfs"]
+    assert list((tmp_path / "dst").iterdir()) == []  # no partial file (and no marker)
 
 
 def test_missing_object_names_the_file(cfs, fake, tmp_path):

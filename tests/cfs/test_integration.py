@@ -68,7 +68,10 @@ def test_sync_up_then_second_instance_downloads_identical(cfs, client, s3, serve
         assert plan.download_count == 4 and plan.upload_count == 0
         other.apply(plan)
     assert tree(tmp_path / "b") == files
-    assert (tmp_path / "b" / "sub" / ".cfs").read_text() == f'{{"label":"{label}/sub"}}'
+    assert not list((tmp_path / "b").rglob(".cfs")), "downloads hold the user's files only, no Go markers"
+    with server.client() as c3:  # asked for (pollinator sync --label), the Go marker is written
+        CFS(c3, s3, workers=2, markers=True).sync(tmp_path / "c", label, keep_local=False)
+    assert (tmp_path / "c" / "sub" / ".cfs").read_text() == f'{{"label":"{label}/sub"}}'
     # our records carry no S3 credentials (pycolonies style)
     rec = client.get_file(label=label, name="a.txt")[0]
     assert rec.checksum == sha(b"alpha") and rec.checksumalg == "SHA256"
@@ -253,6 +256,7 @@ def test_cli_sync_dry_run_pull_ls(cli, cli_env, tmp_path, label):
     r = runner.invoke(cli, ["pull", label, str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     assert tree(tmp_path / "out") == files
+    assert not list((tmp_path / "out").rglob(".cfs")), "a pulled directory holds the user's files only"
     r = runner.invoke(cli, ["fs", "ls", label])
     assert r.exit_code == 0 and "c.bin" in r.output
     r = runner.invoke(cli, ["fs", "ls"])

@@ -242,4 +242,7 @@ def test_cli_input_flag_step_b_reads_step_a_result(tmp_path, colony_env):
     out = _cli(["run", "--follow", "--input", f"prep=/pollinator/{a_name}/result"], b, colony_env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert (b / "cfs" / "result" / "got.txt").read_text() == "from-A\n"
-    assert "prep.txt" in out.stdout.split()
+    # the input mount and the fetched results hold the user's files only (no Go .cfs markers, no internals)
+    assert "prep.txt" in out.stdout.split() and ".cfs" not in out.stdout.split()
+    assert sorted(p.name for p in (b / "cfs" / "result").rglob("*")) == ["got.txt"]
+    assert sorted(p.name for p in (a / "cfs" / "result").rglob("*")) == ["prep.txt"]

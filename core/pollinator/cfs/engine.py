@@ -17,8 +17,13 @@ Sync semantics, exactly the Go ``CalcSyncPlans`` + ``ApplySyncPlan``:
   ``keep_local=False`` overwrites the local file with the server's bytes;
 * nothing is ever deleted, on either side;
 * sub-labels on the server without a local directory are downloaded into new
-  sub-directories; the Go ``.cfs`` marker (``{"label": ...}``) is written into
-  every directory that changed, and never synced itself;
+  sub-directories;
+* the Go client also writes a ``.cfs`` marker (``{"label": ...}``) into every
+  directory it syncs, so that a later ``colonies fs sync`` there needs no
+  ``--label``. Sync itself never needs it (the label is always given), so we
+  write it only when asked (``markers=True``: ``pollinator sync --label``,
+  the same convenience): job inputs, pulled results and executor mounts hold
+  the user's files only. A ``.cfs`` file already there is never synced;
 * zero-byte files have no S3 object (the Go client skips S3 for them).
 
 Where we differ on purpose: records we write carry no S3 credentials
@@ -93,8 +98,11 @@ class CFS:
     (bytes done/total, files done/total) at most every 0.1 s and once at the end.
     """
 
-    def __init__(self, client: ColoniesClient, s3: S3Settings, *, workers: int = 8, progress: Optional[ProgressCallback] = None):
+    def __init__(self, client: ColoniesClient, s3: S3Settings, *, workers: int = 8,
+                 progress: Optional[ProgressCallback] = None, markers: bool = False):
         self.client = client
+        self.markers = markers
+        """Write the Go ``.cfs`` label marker into the directories a sync touches (see the module doc)."""
         self.s3_settings = s3
         self.workers = max(1, int(workers))
         self.progress = progress
@@ -319,7 +327,8 @@ class CFS:
             raise (real or errors)[0]
 
     def _prepare_dir(self, root: Path, lp: LabelPlan) -> Path:
-        """Create the label's directory (refusing symlinked components) and its Go ``.cfs`` marker."""
+        """Create the label's directory (refusing symlinked components) and, with ``markers``, its Go
+        ``.cfs`` marker."""
         directory = root
         for part in (lp.rel_dir.split("/") if lp.rel_dir else []):
             directory = directory / part
@@ -329,6 +338,8 @@ class CFS:
                 directory.mkdir(exist_ok=True)
             except FileExistsError:
                 raise SyncError(f"cannot create directory {directory} for label {lp.label}: a file is in the way")
+        if not self.markers:
+            return directory
         marker = directory / CFS_FILE
         content = json.dumps({"label": lp.label}, separators=(",", ":")).encode()
         try:

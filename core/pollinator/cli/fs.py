@@ -48,17 +48,17 @@ def _errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _engine(workers: int, progress: bool = True) -> Iterator[CFS]:
+def _engine(workers: int, progress: bool = True, markers: bool = False) -> Iterator[CFS]:
     settings = Settings.discover(need_s3=True)
     bar: Optional[RichBar] = RichBar() if progress and interactive() else None
     if not interactive():
         _log_progress_lines()
     with settings.client() as client:
         if bar is None:
-            yield CFS(client, settings.require_s3(), workers=workers)
+            yield CFS(client, settings.require_s3(), workers=workers, markers=markers)
         else:
             with bar:
-                yield CFS(client, settings.require_s3(), workers=workers, progress=bar)
+                yield CFS(client, settings.require_s3(), workers=workers, progress=bar, markers=markers)
 
 
 def _log_progress_lines() -> None:
@@ -137,10 +137,12 @@ def sync_command(
     Local-only files are uploaded, server-only files downloaded; files that differ
     follow --keep-local (default) or --keep-remote. Nothing is deleted.
     Without --label: the directory's .cfs label, else (in a project) ./cfs/src and ./cfs/data.
+    With --label the directory remembers it in a .cfs file, as `colonies fs sync` does; nothing
+    else Pollinator syncs or pulls gets one.
     """
     with _errors():
         targets = _sync_targets(directory, label)
-        with _engine(workers, progress=not dry_run) as cfs:
+        with _engine(workers, progress=not dry_run, markers=bool(label)) as cfs:
             for local_dir, lab in targets:
                 plan = cfs.plan(local_dir, lab, keep_local)
                 if dry_run:
