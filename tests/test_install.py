@@ -141,3 +141,41 @@ def test_every_third_party_module_the_core_tests_import_is_declared():
                 if not dists & declared:
                     undeclared.setdefault(top, set()).add(str(path.relative_to(tests)))
     assert not undeclared, f"imported by tests but not declared in core/local/dev: {undeclared}"
+
+
+def test_executor_start_runs_a_job_without_the_local_extra(local_colony, client, tmp_path):
+    """`pollinator executor start` (e.g. on an HPC login node) needs only the core: it takes and runs a job."""
+    import time
+
+    from pollinator.colonies.models import Conditions, FunctionSpec, ProcessState
+
+    prelude = f"import sys\nfor _m in {list(LOCAL_EXTRA_MODULES)!r}:\n    sys.modules[_m] = None\n"
+    run = ("from pollinator.cli.main import main\n"
+           "sys.argv = ['pollinator', 'executor', 'start', '--name', 'core-only', '--type', 'core-only-type',"
+           f" '--fs-dir', {str(tmp_path / 'fs')!r}]\nmain()\n")
+    log = open(tmp_path / "executor.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", prelude + run], env={**os.environ, **local_colony.env()},
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(e.executorname == "core-only" and e.state == 1 for e in client.get_executors()):
+            assert proc.poll() is None, (tmp_path / "executor.log").read_text()
+            assert time.monotonic() < deadline, "the core-only executor did not register"
+            time.sleep(0.2)
+        spec = FunctionSpec(funcname="execute", kwargs={"cmd": "echo", "args": ["from", "the", "core"]},
+                            maxwaittime=-1, maxexectime=60, maxretries=0,
+                            conditions=Conditions(colonyname="dev", executortype="core-only-type"))
+        pid = client.submit(spec).processid
+        deadline = time.monotonic() + 60
+        while client.get_process(pid).state < ProcessState.SUCCESS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.get_process(pid).state == ProcessState.SUCCESS, (tmp_path / "executor.log").read_text()
+        assert any("from the core" in line.message for line in client.get_logs(pid))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
