@@ -6,7 +6,9 @@ Runs ``pytest tests/reliability`` in a subprocess with the load test at
 ``--jobs`` concurrent jobs (200 by default; CI runs 40), collects the
 counters the tests record (tests/reliability/rel_tally.py) and prints:
 faults injected and survived, bad inputs tried and refused, files lost
-(must be 0), secrets leaked (must be 0), plus the load figures (duration,
+(must be 0), secrets leaked (must be 0), job results lost and runs beyond
+what the server asked (both must be 0; tests/executor/test_exactly_once.py),
+log lines lost (must be 0), plus the load figures (duration,
 peak RSS of the client, server, S3 and executors). Exits non-zero if any
 test failed, a file was lost or a secret leaked.
 """
@@ -23,6 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+JOB_END_TESTS = ("test_exactly_once.py",)
+"""The executor's job endings under S3/Colonies outages (issue 16); they count results and runs too."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         report = Path(tmp) / "report.json"
         env = {**os.environ, "POLLINATOR_RELIABILITY_REPORT": str(report),
                "POLLINATOR_LOAD_JOBS": str(args.jobs), "POLLINATOR_LOAD_LINES": str(args.lines)}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "reliability")]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "reliability"),
+               *[str(ROOT / "tests" / "executor" / name) for name in JOB_END_TESTS]]
         if args.k:
             cmd += ["-k", args.k]
         started = time.monotonic()
@@ -57,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         ("bad inputs refused", c["bad_inputs_refused"]),
         ("files checked", c["files_checked"]),
         ("files lost (must be 0)", c["files_lost"]),
+        ("results checked (job endings under outages)", c.get("results_checked", 0)),
+        ("results lost (must be 0)", c.get("results_lost", 0)),
+        ("processes checked for runs per attempt", c.get("processes_checked", 0)),
+        ("runs beyond what the server asked (must be 0)", c.get("extra_runs", 0)),
         ("log lines checked", c["log_lines_checked"]),
         ("log lines lost (must be 0)", c["log_lines_lost"]),
         ("secret scans (texts and files)", c["secret_scans"]),
@@ -79,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * (width + 24))
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    bad = proc.returncode != 0 or c["files_lost"] or c["secrets_leaked"] or c["log_lines_lost"]
+    bad = (proc.returncode != 0 or c["files_lost"] or c["secrets_leaked"] or c["log_lines_lost"]
+           or c.get("results_lost", 0) or c.get("extra_runs", 0))
     return 1 if bad else 0
 
 

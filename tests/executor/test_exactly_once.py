@@ -26,6 +26,27 @@ from test_executor_integration import COLONY, EXEC_TYPE, LocalTestColony, log_te
 TYPE = "pytest-exactly-once"
 
 
+def tally(key: str, n: int = 1) -> None:
+    """Count for benchmarks/reliability_summary.py (which collects tests/reliability too); else nothing."""
+    try:
+        import rel_tally
+    except ImportError:
+        return
+    rel_tally.add(key, n)
+
+
+def tally_run(results_expected: int, results_found: int, runs: int, runs_asked: int, faults: int,
+              lines_expected: int = 0, lines_found: int = 0) -> None:
+    tally("faults_injected", faults)
+    tally("faults_survived", faults if results_found == results_expected and runs == runs_asked else 0)
+    tally("results_checked", results_expected)
+    tally("results_lost", max(0, results_expected - results_found))
+    tally("processes_checked")
+    tally("extra_runs", max(0, runs - runs_asked))
+    tally("log_lines_checked", lines_expected)
+    tally("log_lines_lost", max(0, lines_expected - lines_found))
+
+
 @pytest.fixture(scope="module")
 def colony(tmp_path_factory):
     c = LocalTestColony(tmp_path_factory.mktemp("once-colony"))
@@ -118,9 +139,11 @@ def test_s3_down_at_job_end_delays_the_upload_and_loses_nothing(colony, client, 
         sp.clear()
         done = wait_final(client, p.processid, 120)
         logs = log_text(client, p.processid)
+        files = pulled(colony, client, label, tmp_path)
+        tally_run(1, int(files == {"big.bin": 3 * 1024 * 1024}), logs.count("ran once"), 1, sp.total_injected)
         assert done.process_state == ProcessState.SUCCESS, (done.errors, logs)
         assert logs.count("ran once") == 1
-        assert pulled(colony, client, label, tmp_path) == {"big.bin": 3 * 1024 * 1024}
+        assert files == {"big.bin": 3 * 1024 * 1024}
         wait_for(lambda: not ex.ex.running_jobs(), 30, "the job to end")
         assert not ex.ex.journal.pending()
     finally:
@@ -149,7 +172,10 @@ def test_upload_failing_for_good_quarantines_and_a_restart_uploads(colony, clien
     again = Running(colony, proxies, fs_dir, executor_key, upload_window=60)
     try:
         wait_for(lambda: not again.ex.journal.pending(), 60, "the journal to be finished")
-        assert pulled(colony, client, label, tmp_path) == {"big.bin": 3 * 1024 * 1024}
+        files = pulled(colony, client, label, tmp_path)
+        tally_run(1, int(files == {"big.bin": 3 * 1024 * 1024}), log_text(client, p.processid).count("ran once"),
+                  1, sp.total_injected)
+        assert files == {"big.bin": 3 * 1024 * 1024}
         assert not where.exists()
         assert client.get_process(p.processid).process_state == ProcessState.FAILED  # closed once, not again
     finally:
@@ -165,8 +191,10 @@ def test_close_refused_for_a_while_is_retried_until_the_server_answers(colony, c
     try:
         p = client.submit(result_spec(f"/once/{uuid.uuid4().hex[:8]}/result", "print('ran once')"))
         done = wait_final(client, p.processid, 60)
+        runs = log_text(client, p.processid).count("ran once")
+        tally_run(1, int(done.process_state == ProcessState.SUCCESS), runs, 1, cp.total_injected)
         assert done.process_state == ProcessState.SUCCESS
-        assert cp.injected["5xx"] == 4 and log_text(client, p.processid).count("ran once") == 1
+        assert cp.injected["5xx"] == 4 and runs == 1
         wait_for(lambda: not ex.ex.running_jobs(), 30, "the job to end")
         assert not ex.ex.journal.pending()
     finally:
@@ -208,8 +236,10 @@ def test_close_pending_through_an_outage_is_journaled_and_a_restart_closes_it(co
     again = Running(colony, proxies, fs_dir, executor_key)
     try:
         done = wait_final(client, p.processid, 60)
+        runs = log_text(client, p.processid).count("ran once")
+        tally_run(1, int(done.process_state == ProcessState.SUCCESS), runs, 1, rule.hits)
         assert done.process_state == ProcessState.SUCCESS
-        assert log_text(client, p.processid).count("ran once") == 1  # closed, not run again
+        assert runs == 1  # closed, not run again
         wait_for(lambda: not again.ex.journal.pending(), 30, "the journal to be finished")
     finally:
         again.stop()
@@ -232,9 +262,11 @@ def test_requeued_during_upload_outage_is_not_closed_and_the_new_attempt_runs_al
         wait_for(lambda: marker.exists() and marker.read_text() == "xx", 30, "attempt 2 to run")
         sp.clear()
         done = wait_final(client, p.processid, 60)
+        files = pulled(colony, client, label, tmp_path)
+        tally_run(1, int(files == {"r.txt": 2}), len(marker.read_text()), done.retries + 1, sp.total_injected)
         assert done.process_state == ProcessState.SUCCESS, done.errors
         assert done.retries == 1 and marker.read_text() == "xx"  # one run per attempt the server asked for
-        assert pulled(colony, client, label, tmp_path) == {"r.txt": 2}
+        assert files == {"r.txt": 2}
         wait_for(lambda: len(ex.ex.finished) == 2, 30, "both attempts to end")
         assert [o for _p, o in ex.ex.finished] == ["process no longer assigned to this executor", "success"]
         assert not ex.ex.journal.pending() and not list((tmp_path / "fs" / "jobs").iterdir())
@@ -250,9 +282,11 @@ def test_nul_byte_in_output_loses_no_line(colony, client, proxies, executor_key,
         p = client.submit(s)
         done = wait_final(client, p.processid, 30)
         logs = log_text(client, p.processid)
+        got = [l for l in logs.splitlines() if not l.startswith("[executor]")]
+        want = ["line 1", "line 2", "nul \\x00 here", "line 4", "line 5", "line 6"]
+        tally_run(0, 0, 1, 1, 1, len(want), sum(1 for w in want if w in got))
         assert done.process_state == ProcessState.SUCCESS
-        assert [l for l in logs.splitlines() if not l.startswith("[executor]")] == \
-            ["line 1", "line 2", "nul \\x00 here", "line 4", "line 5", "line 6"]
+        assert got == want
     finally:
         ex.stop()
 
@@ -269,6 +303,7 @@ def test_logs_survive_a_server_outage_of_seconds(colony, client, proxies, execut
         cp.clear()
         done = wait_final(client, p.processid, 60)
         lines = [l for l in log_text(client, p.processid).splitlines() if not l.startswith("[executor]")]
+        tally_run(0, 0, 1, 1, rule.hits, 40, len(set(lines) & {f"line {i}" for i in range(1, 41)}))
         assert done.process_state == ProcessState.SUCCESS
         assert lines == [f"line {i}" for i in range(1, 41)]  # every line, once, in order
     finally:
