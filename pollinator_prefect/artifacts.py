@@ -40,6 +40,13 @@ def link_to_process(job_name: str, process_id: str, url: str) -> None:
                          description=f"The ColonyOS process running `{_md(job_name)}`.", _sync=True)
 
 
+def _short_json(value: Any, limit: int = 200) -> str:
+    import json
+
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def result_table(result: JobResult) -> str:
     """The markdown summary: process, state, timing, where the results are, and each result file."""
     rows = [("process", f"`{_md(result.process_id)}`"), ("state", _md(result.state))]
@@ -49,10 +56,12 @@ def result_table(result: JobResult) -> str:
         rows.append(("executor", _md(result.executor)))
     if result.seconds is not None:
         rows.append(("duration", f"{result.seconds:.1f} s"))
-    if result.result_label:
-        rows.append(("result label", f"`{_md(result.result_label)}`"))
-    if result.result_dir:
+    if result.result_label:  # where the results live for every worker and every later task
+        rows.append(("results in ColonyFS", f"`{_md(result.result_label)}`"))
+    if result.result_dir:  # only a home the user chose (result_dir=); nothing else is downloaded
         rows.append(("downloaded to", f"`{_md(result.result_dir)}`"))
+    if result.returned:
+        rows.append(("return value", f"`{_md(_short_json(result.return_value))}`"))
     for error in result.errors:
         rows.append(("error", _md(error)))
     lines = ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]

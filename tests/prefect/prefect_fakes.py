@@ -30,7 +30,7 @@ ENV = {
 
 @dataclass
 class Script:
-    """What the next fake runs do, in order: "ok", "fail" or "hang"."""
+    """What the next fake runs do, in order: "ok", "fail", "usage" (a ProjectError) or "hang"."""
 
     outcomes: list[str] = field(default_factory=lambda: ["ok"])
     lines: list[str] = field(default_factory=lambda: ["hello from the executor", "100% done"])
@@ -73,6 +73,10 @@ class FakeJob:
         return self.script.next()
 
     def _end(self, outcome: str) -> JobResult:
+        if outcome == "usage":
+            from pollinator.errors import ProjectError
+
+            raise ProjectError("the return value in /pollinator/fake/result/.pollinator/return.json is not valid JSON")
         if outcome == "fail":
             result = self._result("FAILED", ["Traceback: ValueError: remote boom"])
             raise JobFailed(f"process {self.process_id} ended FAILED: remote boom", process_id=self.process_id,

@@ -9,7 +9,7 @@ import pytest
 from prefect import flow
 from prefect.states import State
 
-from pollinator.errors import ConfigError
+from pollinator.errors import ConfigError, ProjectError
 from pollinator.run import JobResult
 from pollinator_prefect import ColonyOSCredentials, pollinator_task
 
@@ -165,6 +165,22 @@ def test_retry_after_a_remote_failure_submits_with_a_new_token(script):
     assert script.jobs[0].token != script.jobs[1].token
 
 
+def test_a_project_error_is_not_retried(script):
+    """No retry can fix bad input or an invalid return value: one attempt, the error as it was."""
+    script.outcomes = ["usage", "ok"]
+    flaky = train.with_options(retries=3, retry_delay_seconds=0)
+
+    @flow
+    def f():
+        return flaky(3)
+
+    state = f(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ProjectError, match="not valid JSON"):
+        state.result()
+    assert len(script.jobs) == 1
+
+
 def test_two_calls_with_the_same_arguments_are_two_jobs(script):
     @flow
     def f():
@@ -185,6 +201,8 @@ def test_artifacts_link_the_dashboard_and_list_results_without_secrets(script):
     assert "(https://dash.example/process?processid=proc-1)" in found["colonyos-train"].data
     table = found["colonyos-train-results"].data
     assert "metrics.json" in table and "model\\|v1.bin" in table and "SUCCESS" in table
+    assert "| results in ColonyFS | `/pollinator/fake/result` |" in table
+    assert "downloaded to" not in table  # no result_dir chosen: no worker folder to point at
     for artifact in found.values():
         assert PRVKEY not in str(artifact.data) and S3_SECRET not in str(artifact.data)
     for line in flow_run_logs(_flow_run_id(state)):
@@ -203,6 +221,8 @@ def test_task_timeout_interrupts_the_wait_and_the_job_cancels(script):
     assert state.is_failed()
     assert state.name == "TimedOut"
     assert script.jobs[0].cancelled
+    assert any(m.startswith("Cancelling ColonyOS process proc-1: the task run was interrupted")
+               for m in flow_run_logs(_flow_run_id(state)))
 
 
 def test_async_task_timeout_cancels_too(script):
