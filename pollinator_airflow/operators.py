@@ -45,11 +45,11 @@ except ImportError:  # pragma: no cover - Airflow 3.0-3.2: no task_state_store, 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from pollinator.config import Settings
-    from pollinator.run import Job, JobResult
+    from pollinator.run import Job, JobResult, ProcessHandle
 
     from pollinator_airflow.hooks import PollinatorHook
 
-ACTIVE_STATES = ("WAITING", "RUNNING")
+STATE_NAMES = ("WAITING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED")
 PROCESS_ID_KEY = "process_id"
 
 
@@ -156,6 +156,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         self.poll_interval = poll_interval
         self._hook: Optional["PollinatorHook"] = None
         self._job: Optional["Job"] = None
+        self._attached: Optional["ProcessHandle"] = None
         self._result: Optional["JobResult"] = None
         self.process_id: Optional[str] = None
 
@@ -199,21 +200,33 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
             return Job.from_project(Path(self.project_dir), settings, token=token, **options)
         return Job.inline(settings, token=token, **options)
 
-    def _attach(self, process_id: str, context: "Context") -> "Job":
-        """A job bound to an existing process, with this task's options (result label/dir, return value)."""
-        if self._job is not None and self._job.process_id == process_id:
-            return self._job
-        from pollinator.errors import PollinatorError
-        from pollinator.run import Job
+    def _result_dir(self) -> Optional[Path]:
+        if self.result_dir:
+            return Path(self.result_dir)
+        return Path(self.project_dir) / "cfs" / "result" if self.project_dir else None
 
-        settings = self._settings()
-        try:
-            job = self.build_job(settings, client_token(context), context)
-        except PollinatorError as exc:  # e.g. project_dir missing on this worker: results by label only
-            self.log.warning("Attaching to %s without the task's job options: %s", process_id, exc)
-            return Job.attach(settings, process_id, result_dir=Path(self.result_dir) if self.result_dir else None)
-        self._job = job.bind(process_id)  # submit() is then a no-op: nothing is sent twice
-        return job
+    def _handle(self, process_id: str) -> "ProcessHandle":
+        """This task's handle of the process: its own submission's, else attached by id.
+
+        An attached handle learns the result label and run id from the process's
+        spec: nothing is rebuilt from the operator's arguments (no project.yaml
+        read on the worker that finishes a deferred task).
+        """
+        if self._job is not None and self._job.handle is not None and self._job.process_id == process_id:
+            return self._job.handle
+        if self._attached is None or self._attached.process_id != process_id:
+            from pollinator.run import ProcessHandle
+
+            self._close()
+            self._attached = ProcessHandle.attach(self._settings(), process_id, result_dir=self._result_dir())
+        return self._attached
+
+    def _close(self) -> None:
+        """Close the clients and S3 pools of this task's job and handle."""
+        for owner in (self._attached, self._job):
+            if owner is not None:
+                owner.close()
+        self._attached = None
 
     def _on_log(self, line: str) -> None:
         self.log.info("%s", line)
@@ -227,22 +240,24 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         if url:
             ti.xcom_push(key=PROCESS_URL_KEY, value=url)
             ti.xcom_push(key=PollinatorProcessLink().xcom_key, value=url)
-        self.log.info("ColonyOS process %s%s", process_id, f" ({url})" if url else "")
+        # the URL ends the line, nothing glued to it: Airflow's log viewer links it (a ")" would join the link)
+        self.log.info("ColonyOS process %s%s", process_id, f" - dashboard: {url}" if url else "")
 
-    def _run(self, job: "Job", on_log: Any) -> "JobResult":
-        """``job.run`` with the remote errors carried into the Airflow exception."""
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
-        from pollinator.errors import ConfigError, JobFailed, PollinatorError, ProjectError
+    def _outcome(self, process_id: str, on_log: Any) -> "JobResult":
+        """Follow the process (or just wait), then its result; the remote errors go into the Airflow exception."""
+        from airflow.sdk.exceptions import AirflowException
+        from pollinator.errors import JobFailed, PollinatorError
 
+        handle = self._handle(process_id)
         try:
-            return job.run(on_log=on_log)
+            handle.watch(on_log)
+            own = self._job is not None and self._job.handle is handle
+            return self._job.finish() if own and self._job is not None else handle.finish()
         except JobFailed as exc:
-            raise AirflowException(failure_message(exc.process_id or str(job.process_id), exc.state or "FAILED",
+            raise AirflowException(failure_message(exc.process_id or process_id, exc.state or "FAILED",
                                                    exc.errors or [str(exc)])) from None
-        except (ProjectError, ConfigError) as exc:  # bad input or an invalid return value: no retry fixes it
-            raise AirflowFailException(f"ColonyOS process {job.process_id}: {exc}") from None
         except PollinatorError as exc:
-            raise AirflowException(f"ColonyOS process {job.process_id}: {exc}") from None
+            raise AirflowException(f"ColonyOS process {process_id}: {exc}") from None
 
     def xcom_value(self, result: "JobResult", context: "Context") -> Any:
         """What the task returns to XCom (the decorator returns the function's value instead)."""
@@ -250,32 +265,21 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
 
     # -- ResumableJobMixin -----------------------------------------------------------------------------
     def submit_job(self, context: "Context") -> str:
-        """Submit (or, via the token, re-find) this try's process; pick up the previous try's if it lives."""
-        settings = self._settings()
-        process_id = self._previous_try_process(context)
-        if process_id is None:
-            self._job = self.build_job(settings, client_token(context), context)
-            process_id = self._job.submit()
+        """Submit, or let the core re-attach to this try's or an earlier try's process (see pollinator.run.resume)."""
+        self._job = self.build_job(self._settings(), client_token(context), context)
+        process_id = self._job.submit(earlier_tokens=self._earlier_tokens(context))
+        if self._job.attached:
+            self.log.info("Re-attached to process %s submitted by this task earlier", process_id)
         self._announce(process_id, context)
         return process_id
 
-    def _previous_try_process(self, context: "Context") -> Optional[str]:
-        """Covers a worker that died between submit and recording the id (and Airflow < 3.3)."""
-        try_number = context["ti"].try_number
-        if not getattr(self, "durable", True) or not try_number or try_number <= 1:
-            return None
-        from pollinator.run import Job
-
-        process = Job.find_existing(self._settings(), client_token(context, try_number - 1))
-        if process is None:
-            return None
-        from pollinator.colonies.models import ProcessState
-
-        state = ProcessState(process.state).name
-        if state in ACTIVE_STATES or state == "SUCCESS":
-            self.log.info("Re-attaching to process %s of try %d (%s)", process.processid, try_number - 1, state)
-            return process.processid
-        return None
+    def _earlier_tokens(self, context: "Context") -> list[str]:
+        """Every earlier try's token, newest first: a try whose worker died may have left its process running
+        (and a try that re-attached to it submitted nothing under its own token)."""
+        try_number = context["ti"].try_number or 1
+        if not getattr(self, "durable", True):
+            return []
+        return [client_token(context, n) for n in range(try_number - 1, 0, -1)]
 
     def get_job_status(self, external_id: Any, context: "Context") -> str:
         from pollinator.errors import NotFound
@@ -286,7 +290,9 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
             return "GONE"
 
     def is_job_active(self, status: str) -> bool:
-        return status in ACTIVE_STATES
+        from pollinator.run.resume import is_active
+
+        return status in STATE_NAMES and is_active(status)
 
     def is_job_succeeded(self, status: str) -> bool:
         return status == "SUCCESS"
@@ -295,36 +301,45 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         process_id = str(external_id)
         if self.process_id != process_id:
             self._announce(process_id, context)  # the re-attach path skips submit_job
-        self._result = self._run(self._attach(process_id, context), self._on_log)
+        self._result = self._outcome(process_id, self._on_log)
         return self.xcom_value(self._result, context)
 
     def get_job_result(self, external_id: Any, context: "Context") -> Any:
         if self._result is None or self._result.process_id != str(external_id):
             self.process_id = self.process_id or str(external_id)
-            self._result = self._run(self._attach(str(external_id), context), None)
+            self._result = self._outcome(str(external_id), None)
         return self.xcom_value(self._result, context)
 
     # -- Airflow entry points --------------------------------------------------------------------------
     def execute(self, context: "Context") -> Any:
-        if not self.deferrable:
-            return self.execute_resumable(context)
-        process_id, state = self._resume_or_submit(context)
-        if state == "SUCCESS":
-            return self.get_job_result(process_id, context)
+        try:
+            if not self.deferrable:
+                return self.execute_resumable(context)
+            process_id, state = self._resume_or_submit(context)
+            if state == "SUCCESS":
+                return self.get_job_result(process_id, context)
+            self._defer(process_id, since=0)
+        finally:
+            self._close()
+
+    def _defer(self, process_id: str, since: int) -> None:
+        """Hand the wait to the triggerer; ``since`` is the log cursor already shown in this task's log."""
         from pollinator_airflow.triggers import PollinatorTrigger
 
         self.defer(trigger=PollinatorTrigger(process_id=process_id, colonies_conn_id=self.colonies_conn_id,
-                                             poll_interval=self.poll_interval),
+                                             poll_interval=self.poll_interval, since=since),
                    method_name="execute_complete")
 
     def _resume_or_submit(self, context: "Context") -> tuple[str, str]:
         """The deferrable twin of ``execute_resumable``'s decision, on the same store key."""
+        from pollinator.run.resume import is_resumable
+
         store = context.get("task_state_store") if getattr(self, "durable", False) else None
         if store is not None:
             stored = store.get(self.external_id_key)
             if stored:
                 state = self.get_job_status(stored, context)
-                if self.is_job_active(state) or self.is_job_succeeded(state):
+                if state in STATE_NAMES and is_resumable(state):
                     self.log.info("Re-attaching to process %s (%s) of an earlier try", stored, state)
                     self._announce(str(stored), context)
                     return str(stored), state
@@ -346,17 +361,17 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         if status != "success":
             raise AirflowException(failure_message(process_id, str(event.get("state") or status).upper(),
                                                    event.get("errors") or []))
-        return self.get_job_result(process_id, context)
+        try:
+            return self.get_job_result(process_id, context)
+        finally:
+            self._close()
 
     def on_kill(self) -> None:
         """The task was killed (cleared, marked failed, timed out): cancel the remote process too."""
         if not self.process_id:
             return
         self.log.info("Cancelling ColonyOS process %s", self.process_id)
-        try:
-            if self._job is not None and self._job.process_id == self.process_id:
-                self._job.cancel()
-            else:
-                self.hook.cancel(self.process_id)
+        try:  # through the hook's own client: on_kill runs beside execute, whose clients are not thread-safe
+            self.hook.cancel(self.process_id)
         except Exception as exc:  # on_kill must not mask why the task is being killed
             self.log.warning("Could not cancel ColonyOS process %s: %s", self.process_id, exc)

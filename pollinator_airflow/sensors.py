@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException
 
-from pollinator_airflow.operators import ACTIVE_STATES, failure_message
+from pollinator_airflow.operators import failure_message
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -54,11 +54,12 @@ class PollinatorSensor(BaseSensorOperator):
 
     def poke(self, context: "Context") -> PokeReturnValue:
         from pollinator.colonies.models import ProcessState
+        from pollinator.run.resume import is_active
 
         process = self.hook.get_process(self.process_id)
         state = ProcessState(process.state).name
         self.log.info("ColonyOS process %s is %s", self.process_id, state)
-        if state in ACTIVE_STATES:
+        if is_active(process.state):
             return PokeReturnValue(False)
         if state != "SUCCESS":
             raise AirflowException(failure_message(self.process_id, state, list(process.errors or [])))

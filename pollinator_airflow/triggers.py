@@ -115,13 +115,14 @@ class PollinatorTrigger(BaseTrigger):
         except Exception as exc:
             yield TriggerEvent({**event, "status": "error", "message": f"{type(exc).__name__}: {exc}"})
             return
+        from pollinator.run.handle import emit
+
         client = shared_clients.acquire(settings)
         try:
             follower = _follow(client, self.process_id, self.since, self.poll_interval)
             async for line in follower:
-                self.log.info("%s", str(getattr(line, "message", line)).rstrip("\n"))
-                self.since = follower.last_timestamp  # a redistributed trigger's state is not kept, but
-                # the event carries it so execute_complete can skip lines already shown
+                emit(self._log_line, line)  # one log record per remote line, as the sync mode logs them
+                self.since = follower.last_timestamp  # serialize() and the event carry the cursor on
             from pollinator.colonies.models import ProcessState
 
             process = getattr(follower, "process", None) or await client.get_process(self.process_id)
@@ -139,6 +140,9 @@ class PollinatorTrigger(BaseTrigger):
         finally:
             await shared_clients.release(settings)
         yield TriggerEvent(event)
+
+    def _log_line(self, text: str) -> None:
+        self.log.info("%s", text)
 
     async def on_kill(self) -> None:
         """The user cleared / marked the deferred task: cancel the remote process (Airflow 3.3+)."""

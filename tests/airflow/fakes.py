@@ -46,6 +46,7 @@ class FakeJob:
     @classmethod
     def reset(cls) -> None:
         cls.instances, cls.submitted, cls.cancelled = [], [], []
+        cls.earlier_tokens, cls.resumable = [], {}
         cls.fail_with, cls.next_id = None, 0
         cls.lines = ["hello from the executor", "done"]
 
@@ -70,7 +71,18 @@ class FakeJob:
     def find_existing(settings: Settings, token: str) -> Any:
         return None
 
-    def submit(self) -> str:
+    earlier_tokens: list[list[str]] = []
+    resumable: dict[str, str] = {}  # token -> process id the core would re-attach to
+
+    @property
+    def handle(self) -> Optional["FakeJob"]:
+        return self if self.process_id else None
+
+    def submit(self, reattach: bool = True, earlier_tokens: Any = ()) -> str:
+        FakeJob.earlier_tokens.append(list(earlier_tokens))
+        for token in [self.token, *earlier_tokens]:
+            if not self.process_id and token in FakeJob.resumable:
+                self.process_id, self.attached = FakeJob.resumable[token], True
         if not self.process_id:
             FakeJob.next_id += 1
             self.process_id = f"proc-{FakeJob.next_id}"
@@ -79,9 +91,15 @@ class FakeJob:
 
     def run(self, on_log: Any = None, timeout: Any = None, on_submit: Any = None) -> JobResult:
         self.submit()
+        self.watch(on_log)
+        return self.finish()
+
+    def watch(self, on_log: Any = None, timeout: Any = None) -> None:
         for line in self.lines:
             if on_log:
                 on_log(line)
+
+    def finish(self) -> JobResult:
         if self.fail_with is not None:
             raise JobFailed("failed", process_id=self.process_id or "", state="FAILED", errors=self.fail_with)
         return JobResult(process_id=self.process_id or "", state="SUCCESS", result_label="/pollinator/x/result",

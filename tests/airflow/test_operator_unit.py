@@ -118,18 +118,12 @@ def test_retry_after_failed_process_submits_fresh(stub_core):
     assert FakeJob.instances[-1].token == "dag/task/manual__1/-1/2"
 
 
-def test_previous_try_token_is_looked_up(monkeypatch):
-    from pollinator.colonies.models import Process
-
-    seen = []
-
-    def find_existing(settings, token):
-        seen.append(token)
-        return Process(processid="proc-old", state=1)  # RUNNING
-
-    monkeypatch.setattr(FakeJob, "find_existing", staticmethod(find_existing))
+def test_every_earlier_try_token_goes_to_the_core():
+    """The core decides; the operator hands it the tokens of all earlier tries, newest first."""
+    FakeJob.resumable["dag/task/manual__1/-1/1"] = "proc-old"  # try 1's process still runs
     value = op().execute(context(FakeTI(try_number=3), FakeStore()))
-    assert seen == ["dag/task/manual__1/-1/2"] and FakeJob.submitted == [] and value["process_id"] == "proc-old"
+    assert FakeJob.earlier_tokens == [["dag/task/manual__1/-1/2", "dag/task/manual__1/-1/1"]]
+    assert FakeJob.submitted == [] and value["process_id"] == "proc-old"
 
 
 def test_on_kill_cancels_remote_process():
@@ -243,6 +237,24 @@ def test_trigger_yields_exactly_one_event(trigger_stubs, oplog, status):
     assert "line one" in oplog.lines and "line two" in oplog.lines
     if status == "failed":
         assert payload["errors"] == ["boom"]
+
+
+def test_trigger_logs_one_record_per_remote_line_and_serializes_its_cursor(trigger_stubs, oplog):
+    """A log entry carrying several lines (one executor batch) becomes one record per line, as in sync mode."""
+    from pollinator.colonies.models import ProcessState
+
+    trigger_stubs["follower"] = _Follower(["a\nb\n", "c\n"], int(ProcessState.SUCCESS))
+    trigger = PollinatorTrigger(process_id="p1")
+    events = asyncio.run(_collect(trigger))
+    assert oplog.lines == ["a", "b", "c"]
+    assert trigger.serialize()[1]["since"] == 2 and events[0].payload["last_timestamp"] == 2
+
+
+def test_process_url_ends_the_log_line(oplog):
+    """Airflow's log viewer links a URL up to the next space: nothing may be glued to its end."""
+    op().execute(context())
+    line = next(text for text in oplog.lines if text.startswith("ColonyOS process proc-1"))
+    assert line.endswith(" https://dash.example/process?processid=proc-1")
 
 
 def test_trigger_error_is_one_event(trigger_stubs):

@@ -75,8 +75,22 @@ def _remember(project_dir: Path, token: str, process_id: str = "") -> None:
     path.write_text(json.dumps({"token": token, "process_id": process_id}))
 
 
-def _forget(project_dir: Path) -> None:
-    (project_dir / STATE_FILE).unlink(missing_ok=True)
+def _forget(project_dir: Path, process_id: Optional[str] = None) -> None:
+    """Drop the interrupted-run record; given a process id, only if the record is that process's.
+
+    `pollinator attach X` in a project must not forget the token of another
+    interrupted run Y there: the next `pollinator run` would submit a second job
+    instead of re-attaching to Y.
+    """
+    path = project_dir / STATE_FILE
+    if process_id is not None:
+        try:
+            recorded = json.loads(path.read_text()).get("process_id")
+        except (OSError, ValueError, AttributeError):
+            return
+        if recorded != process_id:
+            return
+    path.unlink(missing_ok=True)
 
 
 def _report(result: JobResult) -> None:
@@ -110,7 +124,7 @@ def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_in
             raise typer.Exit(EXIT_CANCELLED) from None
         job.cancel()
         if project_dir is not None:
-            _forget(project_dir)
+            _forget(project_dir, job.process_id)
         output.print_error(f"cancelled process {job.process_id}")
         raise typer.Exit(EXIT_CANCELLED) from None
     try:
@@ -124,7 +138,7 @@ def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_in
         raise typer.Exit(EXIT_DOWNLOAD) from None
     except JobFailed as exc:
         if project_dir is not None:
-            _forget(project_dir)
+            _forget(project_dir, job.process_id)
         for err in exc.errors:
             output.print_error(output.safe_text(err, multiline=True), prefix="remote error")
         if MAX_EXEC_EXCEEDED in exc.errors:
@@ -134,7 +148,7 @@ def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_in
         output.print_error(f"process {exc.process_id} ended {exc.state}")
         raise typer.Exit(EXIT_CANCELLED if exc.state == "CANCELLED" else common.EXIT_REMOTE) from None
     if project_dir is not None:
-        _forget(project_dir)
+        _forget(project_dir, job.process_id)
     _report(result)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional, Sequence
 
 from pollinator.colonies import crypto
 from pollinator.colonies.models import FunctionSpec, Log, Process, ProcessState
@@ -37,6 +37,7 @@ from pollinator.run.discovery import Discovery
 from pollinator.run.handle import Connections, LogHandler, ProcessHandle
 from pollinator.run.options import JobOptions
 from pollinator.run.result import JobResult
+from pollinator.run.resume import RESUMABLE, find_resumable, is_resumable
 from pollinator.run.token import find_by_token
 from pollinator import spec as specs
 
@@ -47,9 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A process with our token in one of these states is ours to follow; a FAILED or
-# CANCELLED one was a finished attempt, and submitting again is what a retry means.
-REATTACHABLE = (ProcessState.WAITING, ProcessState.RUNNING, ProcessState.SUCCESS)
+REATTACHABLE = RESUMABLE  # deprecated name: see pollinator.run.resume
 DRY_RUN_SNAPSHOT = PLACEHOLDER_SNAPSHOT  # deprecated name
 
 
@@ -205,23 +204,25 @@ class Job:
         return fill(self.preview(), ctx, self._opts.inputs)
 
     # -- submit --------------------------------------------------------------------------
-    def submit(self, reattach: bool = True) -> str:
+    def submit(self, reattach: bool = True, *, earlier_tokens: Sequence[Optional[str]] = ()) -> str:
         """Upload src/data, snapshot src, submit; returns the process id and records :attr:`handle`.
 
-        With a token, a process submitted earlier with the same token that is
-        waiting, running or succeeded is re-attached instead (the caller
-        crashed after submitting); a failed or cancelled one is submitted anew.
-        ``reattach=False`` skips that lookup (five calls) when the caller has
-        just minted the token, so nothing can carry it yet.
+        With a token, a process submitted earlier with the same token (or one
+        of ``earlier_tokens``: an earlier try's, newest first) that is waiting,
+        running or succeeded is re-attached instead (the caller crashed after
+        submitting); a failed or cancelled one is submitted anew. The rule is
+        :mod:`pollinator.run.resume`'s. ``reattach=False`` skips the lookup
+        when the caller has just minted the token, so nothing can carry it yet.
         """
         if self.handle is not None:
             return self.handle.process_id
         o = self._opts
         self.preview()  # validate everything before the first byte moves
-        if self.token and reattach:
-            existing = find_by_token(self.client, self.token)
-            if existing is not None and existing.state in REATTACHABLE:
-                log.info("re-attaching to process %s submitted earlier with the same token", existing.processid)
+        if reattach:
+            existing = find_resumable(self.client, [self.token, *earlier_tokens])
+            if existing is not None:
+                log.info("re-attaching to process %s submitted earlier (%s)", existing.processid,
+                         ProcessState(existing.state).name)
                 self.run_id = (existing.spec.env or {}).get(RUN_ID_ENV, "")
                 self.attached = True
                 return self._bind_handle(existing.processid, existing).process_id
@@ -352,7 +353,7 @@ class Job:
             except Exception as exc:
                 log.warning("could not look for a process submitted with this job's token: %s", exc)
                 return
-            if found is None or found.state not in REATTACHABLE:
+            if found is None or not is_resumable(found.state):
                 return
             self._bind_handle(found.processid, found)
         if self.handle is not None:

@@ -255,9 +255,9 @@ class RemoteFunctionJob(Job):
     call_dir: Optional[Path] = None
     shipped_globals: tuple[str, ...] = ()
 
-    def submit(self, reattach: bool = True) -> str:
+    def submit(self, reattach: bool = True, **kwargs: Any) -> str:
         try:
-            return super().submit(reattach)
+            return super().submit(reattach, **kwargs)
         finally:  # the snapshot holds the call now (or nothing was sent): the local copy has done its job
             self._remove_call_dir()
 
