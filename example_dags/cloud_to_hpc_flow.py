@@ -17,8 +17,8 @@ Run it against a local colony with no other set-up::
     pollinator dev --detach
     python example_dags/cloud_to_hpc_flow.py
 
-Credentials come from ``COLONIES_*``/``AWS_S3_*`` (``source <(pollinator dev env)``;
-when they are unset the running ``pollinator dev`` colony is used), or from a
+Credentials come from ``COLONIES_*``/``AWS_S3_*`` (``source <(pollinator dev env)``, or
+``POLLINATOR_DEV_DIR`` naming a running ``pollinator dev`` colony's data dir), or from a
 saved ``ColonyOSCredentials`` block named in ``COLONYOS_CREDENTIALS_BLOCK``. Against a real
 colony set ``POLLINATOR_K8S_EXECUTOR`` / ``POLLINATOR_HPC_EXECUTOR`` to its executor names.
 """

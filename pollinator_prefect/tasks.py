@@ -66,9 +66,15 @@ PathLike = Union[str, Path]
 
 
 def resolve_settings(credentials: Credentials) -> Settings:
-    """A block, a saved block's name, or (None) the ``COLONIES_*``/``AWS_S3_*`` environment."""
+    """A block, a saved block's name, or (None) the ``COLONIES_*``/``AWS_S3_*`` environment.
+
+    A local ``pollinator dev`` colony is used only when ``POLLINATOR_DEV_DIR`` names it (an explicit
+    opt-in): a worker with no ``COLONIES_*`` variables fails naming them, it does not guess.
+    """
     if credentials is None:
-        return Settings.discover()
+        from pollinator.dev.colony import discover_settings
+
+        return discover_settings(default_dir=False)
     if isinstance(credentials, str):
         return ColonyOSCredentials.load(credentials, _sync=True).get_settings()  # type: ignore[call-arg]
     return credentials.get_settings()

@@ -145,25 +145,6 @@ class Settings(BaseModel):
             dashboard_url=env.get("COLONYOS_DASHBOARD_URL", "").strip(),
         )
 
-    @classmethod
-    def discover(cls, env: Optional[Mapping[str, str]] = None, *, need_s3: bool = False) -> "Settings":
-        """The colony the environment names; without one, a running `pollinator dev` colony.
-
-        So `pollinator run`, the examples and `@pollinator_task` just work next to
-        `pollinator dev` with nothing sourced, while any COLONIES_* variable set
-        means the environment is meant, and a missing one is reported by name.
-        """
-        env = os.environ if env is None else env
-        if not any(key.startswith("COLONIES_") for key in env):
-            from pathlib import Path
-
-            from pollinator.dev.colony import DEFAULT_DATA_DIR, LocalColony
-
-            colony = LocalColony(Path(env.get("POLLINATOR_DEV_DIR") or DEFAULT_DATA_DIR))
-            if colony.is_running():
-                return colony.settings()
-        return cls.from_env(env, need_s3=need_s3)
-
     def require_s3(self) -> S3Settings:
         if self.s3 is None:
             raise ConfigError("no S3 storage is configured: set AWS_S3_ENDPOINT, AWS_S3_ACCESSKEY, "

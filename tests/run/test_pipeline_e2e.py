@@ -191,14 +191,20 @@ def test_remote_async_function(settings):
         assert job.run().return_value == 42
 
 
-def test_settings_discover_uses_running_local_colony(local_colony, monkeypatch):
+def test_local_colony_is_found_only_where_asked(local_colony):
+    """The CLI looks for a running `pollinator dev` colony; configuration never does by itself."""
     from pollinator.config import Settings
+    from pollinator.dev.colony import discover_settings
+    from pollinator.errors import ConfigError
 
     env = {"POLLINATOR_DEV_DIR": str(local_colony.data_dir)}
-    found = Settings.discover(env)
+    found = discover_settings(env)
     assert found.port == local_colony.settings().port
+    assert discover_settings(env, default_dir=False).port == found.port  # named explicitly: the opt-in
+    with pytest.raises(ConfigError, match="COLONIES_PRVKEY"):
+        Settings.from_env(env)  # a worker with no COLONIES_* variables does not guess
     with pytest.raises(Exception, match="COLONIES_SERVER_HOST"):
-        Settings.discover({"COLONIES_PRVKEY": "a" * 64, "POLLINATOR_DEV_DIR": str(local_colony.data_dir)})
+        discover_settings({"COLONIES_PRVKEY": "a" * 64, "POLLINATOR_DEV_DIR": str(local_colony.data_dir)})
 
 
 def test_ctrl_c_while_following_cancels_the_remote_process(tmp_path, colony_env, client):

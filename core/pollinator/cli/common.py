@@ -20,9 +20,14 @@ EXIT_REMOTE = 1  # the server said no, or could not be reached; the job failed
 EXIT_USAGE = 2  # bad flags, settings or project: fix locally and retry (click uses 2 for usage too)
 
 
-def load_settings() -> Settings:
-    """Settings from the environment, else a running local colony (ConfigError names what is missing)."""
-    return Settings.discover()
+def load_settings(need_s3: bool = False) -> Settings:
+    """Settings from the environment, else a running local colony (ConfigError names what is missing).
+
+    Looking for the local colony is the CLI's convenience; the library never does it unasked.
+    """
+    from pollinator.dev.colony import discover_settings
+
+    return discover_settings(need_s3=need_s3)
 
 
 def open_client() -> ColoniesClient:

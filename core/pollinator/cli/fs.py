@@ -24,7 +24,6 @@ from pollinator.cfs import CFS, SyncPlan, SyncReport
 from pollinator.cfs.paths import CFS_FILE, normalize_label
 from pollinator.cfs.progress import RichBar, interactive
 from pollinator.cli import common, output
-from pollinator.config import Settings
 from pollinator.errors import ConfigError, PollinatorError
 
 fs_app = typer.Typer(name="fs", help="ColonyFS: list labels and files.", no_args_is_help=True,
@@ -49,7 +48,7 @@ def _errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _engine(workers: int, progress: bool = True, markers: bool = False) -> Iterator[CFS]:
-    settings = Settings.discover(need_s3=True)
+    settings = common.load_settings(need_s3=True)
     bar: Optional[RichBar] = RichBar() if progress and interactive() else None
     if not interactive():
         _log_progress_lines()
@@ -202,7 +201,7 @@ def ls_command(
 ) -> None:
     """List ColonyFS labels, or the files of a label."""
     with _errors():
-        settings = Settings.discover(need_s3=True)
+        settings = common.load_settings(need_s3=True)
         with settings.client() as client:
             cfs = CFS(client, settings.require_s3())
             if not label:

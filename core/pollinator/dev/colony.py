@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import httpx
 from pydantic import SecretStr
@@ -314,3 +314,24 @@ def airflow_connection_json(env: dict[str, str]) -> str:
             "dashboard_url": env["COLONYOS_DASHBOARD_URL"],
         },
     })
+
+
+def discover_settings(env: Optional[Mapping[str, str]] = None, *, need_s3: bool = False,
+                      default_dir: bool = True) -> Settings:
+    """The colony the environment names; without one, a running `pollinator dev` colony.
+
+    The CLI's convenience (``pollinator run`` next to ``pollinator dev`` with
+    nothing sourced), never a library default: configuration itself
+    (:meth:`Settings.from_env`) does not look for local colonies. Any
+    ``COLONIES_*`` variable means the environment is meant (a missing one is
+    reported by name). ``default_dir=False`` looks only in a
+    ``POLLINATOR_DEV_DIR`` the environment names, the opt-in for library callers.
+    """
+    env = os.environ if env is None else env
+    if not any(key.startswith("COLONIES_") for key in env):
+        named = env.get("POLLINATOR_DEV_DIR")
+        if named or default_dir:
+            colony = LocalColony(Path(named) if named else DEFAULT_DATA_DIR)
+            if colony.is_running():
+                return colony.settings()
+    return Settings.from_env(env, need_s3=need_s3)
