@@ -242,3 +242,29 @@ def test_image_is_pulled_once_and_run_through_the_engine(tmp_path):
     assert not any("no container engine" in line for line in lines)
     fs = (tmp_path / "fs").resolve()
     assert f"{engine} exec --nv --bind {fs}:{fs} --bind {fs}:/cfs --pwd {tmp_path} {sif} /bin/sh" in cli.rank_script
+
+
+# -- walltime is run time (issue 16) -----------------------------------------------------------------------
+def test_walltime_is_run_time_pending_does_not_count_and_running_past_it_is_cancelled(tmp_path):
+    """--time is the walltime (not the time left until a deadline); time PENDING does not use it up; the
+    executor scancels a job RUNNING past its walltime in seconds, once, and says so."""
+    cli = FakeCli([JobInfo("12", "PENDING", reason="Resources")] * 30 + [JobInfo("12", "RUNNING")])
+    backend = SlurmBackend(tmp_path / "fs", cli=cli, detect_engine=False, tick=0.01, poll=0.01)  # type: ignore[arg-type]
+    launch = LaunchSpec(command="true", cwd=tmp_path, env={}, walltime=0.2, process=_process())
+    lines: list[str] = []
+    result = backend.run(launch, lines.append, AbortSignal())
+    assert "#SBATCH --time=00:01:00" in cli.script
+    assert any("RUNNING" in line for line in lines)  # it got to run after 30 PENDING polls
+    assert result.timed_out and cli.cancelled == ["12"]
+    assert result.reason == "Slurm job 12 ran for its walltime of 0.2 s; the executor cancelled it"
+
+
+def test_server_deadline_cancels_a_pending_job_once(tmp_path):
+    cli = FakeCli([JobInfo("12", "PENDING", reason="Priority")])
+    backend = SlurmBackend(tmp_path / "fs", cli=cli, detect_engine=False, tick=0.01, poll=0.01)  # type: ignore[arg-type]
+    launch = LaunchSpec(command="true", cwd=tmp_path, env={}, walltime=600, deadline=time.monotonic() + 0.1,
+                        process=_process())
+    result = backend.run(launch, lambda _line: None, AbortSignal())
+    assert "#SBATCH --time=00:10:00" in cli.script
+    assert result.timed_out and cli.cancelled == ["12"]
+    assert "still PENDING at the server's deadline for this attempt" in result.reason

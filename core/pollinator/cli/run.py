@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -110,6 +111,24 @@ def _succeeded(job: ProcessHandle) -> bool:
         return False
 
 
+def _late_errors(job: ProcessHandle, state: str, tries: int = 4) -> list[str]:
+    """A FAILED process read without its errors: look again for a moment before printing none.
+
+    A server may set the state and store the errors in two steps; a later `attach` would show them.
+    """
+    if state != "FAILED":
+        return []
+    for _ in range(tries):
+        time.sleep(0.5)
+        try:
+            errors = job.client.get_process(job.process_id).errors or []
+        except ColoniesError:
+            return []
+        if errors:
+            return list(errors)
+    return ["(the executor gave no reason)"]
+
+
 def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
     try:
         for line in job.follow(**INTERACTIVE):
@@ -139,7 +158,7 @@ def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_in
     except JobFailed as exc:
         if project_dir is not None:
             _forget(project_dir, job.process_id)
-        for err in exc.errors:
+        for err in exc.errors or _late_errors(job, exc.state):
             output.print_error(output.safe_text(err, multiline=True), prefix="remote error")
         if MAX_EXEC_EXCEEDED in exc.errors:
             output.print_error("the server ended it: no executor closed its last attempt within maxexectime "
