@@ -51,3 +51,18 @@ def test_second_attempt_is_marked_between_the_two_runs(colony):
     assert seen[0] == "line 001\n" and seen[-1] == "line 001\n" and len(seen) == 3
     assert seen[1].startswith(f"{ATTEMPT_PREFIX}2 of 4 on {name}: the previous attempt did not end within "
                               f"maxexectime (2 s from assignment")
+
+
+def test_a_process_nobody_takes_gets_a_warning_naming_who_is_registered(colony):
+    with colony.settings.client() as user:
+        register_executor(user.with_key(colony.colony_key), name="pytest-idle", executor_type="pytest-idle-type")
+        s = spec({"cmd": "true"})
+        s.conditions.executortype = "pytest-nobody"
+        p = user.submit(s)
+        follower = follow_logs(user, p.processid, max_interval=0.05)
+        follower.waiting.after = 0.3
+        line = next(iter(follower))
+        user.cancel_process(p.processid)
+    assert line.message.startswith("[pollinator] still waiting for an executor after 0 s: the process asks for "
+                                   "executor type 'pytest-nobody', and no approved executor registered in the colony matches.")
+    assert "pytest-idle (pytest-idle-type)" in line.message

@@ -17,7 +17,9 @@ A process the server re-queued (its attempt did not end within maxexectime:
 the executor died, hung or could not reach the server) runs again from the
 top. The follower then yields one marked line of its own before the new
 attempt's lines, ``[pollinator] attempt 2 of 4 on <executor>: <why>``, so
-the two runs are never read as one.
+the two runs are never read as one. A process still waiting for an executor
+after ``WAIT_WARNING_AFTER`` seconds gets one warning line naming the
+executor names/type it asks for and the executors registered.
 """
 
 from __future__ import annotations
@@ -103,6 +105,41 @@ class AttemptTracker:
         return Log(processid=process.processid, executorname=who, message=text, timestamp=timestamp)
 
 
+WAIT_WARNING_AFTER = 15.0
+"""Seconds a process may wait for an executor before the follower says which executors could take it."""
+WAIT_PREFIX = "[pollinator] still waiting"
+
+
+class WaitWatch:
+    """Says once when a followed process has waited long for an executor, naming who could take it."""
+
+    def __init__(self, after: float = WAIT_WARNING_AFTER):
+        self.after = after
+        self.started = time.monotonic()
+        self.said = False
+
+    def due(self, process: Process) -> bool:
+        return (not self.said and ProcessState(process.state) == ProcessState.WAITING
+                and time.monotonic() - self.started >= self.after)
+
+    def warning(self, process: Process, executors: Optional[list], timestamp: int = 0) -> Optional[Log]:
+        """The warning, or None when an approved executor could take the process (it is only busy)."""
+        self.said = True
+        cond = process.spec.conditions
+        able = [e for e in executors or [] if e.executortype == cond.executortype and e.state == 1
+                and (not cond.executornames or e.executorname in cond.executornames)]
+        if able:
+            return None
+        wanted = f"executor type {cond.executortype!r}"
+        if cond.executornames:
+            wanted = f"executor names {', '.join(cond.executornames)} ({wanted})"
+        registered = ", ".join(f"{e.executorname} ({e.executortype}{'' if e.state == 1 else ', not approved'})"
+                               for e in executors or []) or "none"
+        text = (f"{WAIT_PREFIX} for an executor after {self.after:.0f} s: the process asks for {wanted}, and no "
+                f"approved executor registered in the colony matches. Registered: {registered}\n")
+        return Log(processid=process.processid, message=text, timestamp=timestamp)
+
+
 class _Pacing:
     """When to poll next and when to look at the process state.
 
@@ -162,6 +199,7 @@ class LogFollower:
         self._pacing = _Pacing(unreachable_timeout, min_interval, max_interval, state_check_every,
                                first_interval, age_fraction)
         self.attempts = AttemptTracker()
+        self.waiting = WaitWatch()
 
     @property
     def last_timestamp(self) -> int:
@@ -190,6 +228,11 @@ class LogFollower:
                     if self.attempts.due(self.process):
                         self.attempts.remember(self.client.get_executors())
                         yield self.attempts.marker(self.process, self.cursor.last_timestamp)
+                    if self.waiting.due(self.process):
+                        warning = self.waiting.warning(self.process, self.client.get_executors(),
+                                                       self.cursor.last_timestamp)
+                        if warning is not None:
+                            yield warning
                     if ProcessState(self.process.state).is_final:
                         final = True
                         continue
@@ -229,6 +272,11 @@ class AsyncLogFollower(LogFollower):
                     if self.attempts.due(self.process):
                         self.attempts.remember(await self.client.get_executors())
                         yield self.attempts.marker(self.process, self.cursor.last_timestamp)
+                    if self.waiting.due(self.process):
+                        warning = self.waiting.warning(self.process, await self.client.get_executors(),
+                                                       self.cursor.last_timestamp)
+                        if warning is not None:
+                            yield warning
                     if ProcessState(self.process.state).is_final:
                         final = True
                         continue
