@@ -104,7 +104,7 @@ def ownership(client: EndClient, entry: JournalEntry) -> Optional[str]:
 
 
 def deliver_close(client: EndClient, entry: JournalEntry, policy: EndPolicy,
-                  say: Callable[[str], None] = lambda _m: None) -> str:
+                  on_retry: Callable[[int, Exception, float], None] = lambda _n, _exc, _delay: None) -> str:
     """Close the process as ``entry.close`` says; DELIVERED, LOST (not ours any more) or PENDING."""
     close = entry.close
     assert close is not None
@@ -119,8 +119,8 @@ def deliver_close(client: EndClient, entry: JournalEntry, policy: EndPolicy,
 
     try:
         retry_window(step, window=policy.close_window, what=f"closing process {entry.process_id}",
-                     transient=transient_close_error, give_up=give_up, max_delay=policy.max_delay,
-                     stop=policy.stop)
+                     transient=transient_close_error, give_up=give_up, on_retry=on_retry,
+                     max_delay=policy.max_delay, stop=policy.stop)
         return DELIVERED
     except GaveUp as gave:
         if gave.reason == "closed":

@@ -168,11 +168,16 @@ class ProcessJob:
         self.logs.close(timeout=None)  # addlog is refused once the process is closed
         journal = self.policy.journal
         done = False
-        try:
-            if journal is not None:
+        def journal_it(attempt: int, _exc: Exception, _delay: float) -> None:
+            # the fast path writes nothing: a close is journaled as soon as its first try fails
+            if attempt == 1 and journal is not None:
                 journal.write(entry)
-            verdict = deliver_close(self.client, entry, self.policy)
+
+        try:
+            verdict = deliver_close(self.client, entry, self.policy, on_retry=journal_it)
             done = verdict != PENDING
+            if not done and journal is not None:
+                journal.write(entry)
         except Exception as exc:  # noqa: BLE001 - a full disk must not leave the job RUNNING silently
             log.exception("process %s: closing failed: %s", self.pid, exc)
             verdict = PENDING
