@@ -34,8 +34,24 @@ trap cleanup EXIT
 step "build the sdist and the wheel"
 "$BUILD_PY" -m build --outdir "$WORK/dist" "$REPO" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; exit 1; }
 WHEEL="$(ls "$WORK"/dist/pollinator-*.whl)"
-ls "$WORK"/dist/pollinator-*.tar.gz >/dev/null
+SDIST="$(ls "$WORK"/dist/pollinator-*.tar.gz)"
 ls -1 "$WORK/dist"
+# the sdist can run the suite (tests + protocol captures); the wheel holds the packages and their data only
+python3 - "$SDIST" "$WHEEL" <<'CHECK'
+import sys, tarfile, zipfile
+sdist = {n.split("/", 1)[-1] for n in tarfile.open(sys.argv[1]).getnames()}
+for need in ("tests/data/colonies-protocol/FACTS.md", "tests/conftest.py", "Makefile", "core/pollinator/py.typed"):
+    assert need in sdist, f"the sdist lacks {need}"
+wheel = zipfile.ZipFile(sys.argv[2]).namelist()
+for need in ("pollinator/py.typed", "pollinator/templates/main.py", "pollinator/templates/hello.txt",
+             "pollinator_airflow/__init__.py", "pollinator_prefect/__init__.py"):
+    assert need in wheel, f"the wheel lacks {need}"
+tops = {n.split("/")[0] for n in wheel}
+stray = sorted(t for t in tops if t not in ("pollinator", "pollinator_airflow", "pollinator_prefect")
+               and not t.endswith(".dist-info"))
+assert not stray, f"the wheel carries more than the packages: {stray}"
+print("sdist and wheel contents: OK")
+CHECK
 
 step "the lean core from the wheel, in a fresh venv"
 "${SMOKE_PYTHON:-python3}" -m venv "$VENV"
