@@ -266,7 +266,13 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     # -- ResumableJobMixin -----------------------------------------------------------------------------
     def submit_job(self, context: "Context") -> str:
         """Submit, or let the core re-attach to this try's or an earlier try's process (see pollinator.run.resume)."""
-        self._job = self.build_job(self._settings(), client_token(context), context)
+        from airflow.sdk.exceptions import AirflowFailException
+        from pollinator.errors import ProjectError
+
+        try:
+            self._job = self.build_job(self._settings(), client_token(context), context)
+        except ProjectError as exc:  # bad options, a refused module global: no retry fixes it, nothing was sent
+            raise AirflowFailException(str(exc)) from None
         process_id = self._job.submit(earlier_tokens=self._earlier_tokens(context))
         if self._job.attached:
             self.log.info("Re-attached to process %s submitted by this task earlier", process_id)

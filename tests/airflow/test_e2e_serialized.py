@@ -20,6 +20,10 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.timeout(1200)  # a dag-processor pass and four jobs, on a loaded 2-core box
+
 DAG = r'''
 from datetime import datetime
 

@@ -347,3 +347,25 @@ def test_decorator_runs_function_remotely(monkeypatch):
     assert calls["options"]["executor_names"] == ["dev-hpc"] and calls["options"]["gpu_count"] == 1
     assert calls["options"]["token"] == "dag/add/manual__1/-1/1"
     assert ti.xcoms["pollinator"]["process_id"] == "proc-1"
+
+
+API_TOKEN = "s3cr3t-token"
+
+
+def test_decorator_refuses_a_token_like_global_without_retry_or_submission():
+    """The real remote_function_job: the global is refused before anything is uploaded, and no retry helps."""
+    from airflow.sdk import DAG, task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with DAG("d") as dag:
+        @task.pollinator(executor_names=["dev-hpc"])
+        def call_api(x: int) -> str:
+            return f"{API_TOKEN}:{x}"
+
+        call_api(1)
+    o = dag.get_task("call_api")
+    assert o.function_source.source.startswith("def call_api(x: int) -> str:")  # captured at parse time
+    with pytest.raises(AirflowFailException, match=r"API_TOKEN .its name reads like a credential") as info:
+        o.execute(context(FakeTI(task_id=o.task_id)))
+    assert "s3cr3t-token" not in str(info.value)
+    assert FakeJob.instances == []

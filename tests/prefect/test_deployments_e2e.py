@@ -33,6 +33,8 @@ from pollinator.colonies.models import ProcessState
 
 from prefect_api import flow_run_logs
 
+pytestmark = pytest.mark.timeout(900)  # serve() start-up plus a flow run on a loaded 2-core box
+
 REPO = Path(__file__).resolve().parents[2]
 SUBMITTED = re.compile(r"(?:Submitted|Re-attached to) ColonyOS process ([0-9a-f]{64})")
 STARTUP_TIMEOUT = 240
