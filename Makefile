@@ -18,7 +18,11 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/python scripts/demo.py
 
-test: $(BIN)/.installed
+# the core's types (configured in pyproject's [tool.mypy]); `make test` runs it first, so CI does too
+typecheck: $(BIN)/.installed
+	$(BIN)/python -m mypy
+
+test: typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(BIN)/.installed

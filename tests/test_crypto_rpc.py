@@ -47,10 +47,14 @@ def test_garbage_signatures_are_refused(bad):
         crypto.recover_id("eyJ9", bad)
 
 
-def test_bad_private_key_error_does_not_echo_the_key():
-    with pytest.raises(ValueError) as info:
+def test_bad_private_key_is_a_config_error_that_does_not_echo_the_key():
+    from pollinator.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
         crypto.sign("x", "secret-not-hex-" * 4)
     assert "secret-not-hex" not in str(info.value)
+    with pytest.raises(ConfigError):
+        crypto.id_from_private_key("0" * 64)  # hex, but not a key
 
 
 def _reply(payload, error=False, payloadtype="x"):

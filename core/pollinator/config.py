@@ -9,11 +9,14 @@ show up in a repr, a log line or an exception.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from pollinator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pollinator.colonies.client import AsyncColoniesClient, ColoniesClient
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -151,13 +154,15 @@ class Settings(BaseModel):
                               "AWS_S3_SECRETKEY and AWS_S3_BUCKET (or the connection/block S3 fields)")
         return self.s3
 
-    def client(self, **kwargs):
+    def client(self, **kwargs: Any) -> "ColoniesClient":
+        """A sync client for this colony (``timeout``, ``retries`` may be given); close it when done."""
         from pollinator.colonies.client import ColoniesClient
 
         return ColoniesClient(self.host, self.port, self.prvkey.get_secret_value(), self.colony_name,
                               tls=self.tls, verify=not self.skip_verify, **kwargs)
 
-    def async_client(self, **kwargs):
+    def async_client(self, **kwargs: Any) -> "AsyncColoniesClient":
+        """An asyncio client for this colony; ``await client.aclose()`` when done."""
         from pollinator.colonies.client import AsyncColoniesClient
 
         return AsyncColoniesClient(self.host, self.port, self.prvkey.get_secret_value(), self.colony_name,

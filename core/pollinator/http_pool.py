@@ -40,10 +40,10 @@ class _Response(http.client.HTTPResponse):
         if self.headers is not None:
             return
         while True:
-            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            version, status, reason = self._read_status()
             if status != http.client.CONTINUE:
                 break
-            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+            http.client._read_headers(self.fp)
         self.code = self.status = status
         self.reason = reason.strip()
         if version in ("HTTP/1.0", "HTTP/0.9"):
@@ -53,7 +53,7 @@ class _Response(http.client.HTTPResponse):
         else:
             raise http.client.UnknownProtocol(version)
         headers = http.client.HTTPMessage()
-        for line in http.client._read_headers(self.fp):  # type: ignore[attr-defined]
+        for line in http.client._read_headers(self.fp):
             name, sep, value = line.decode("iso-8859-1").partition(":")
             if sep:
                 headers[name.strip()] = value.strip()
@@ -61,7 +61,7 @@ class _Response(http.client.HTTPResponse):
         encoding = headers.get("transfer-encoding")
         self.chunked = bool(encoding and encoding.lower() == "chunked")
         self.chunk_left = None
-        self.will_close = self._check_close()  # type: ignore[attr-defined]
+        self.will_close = self._check_close()
         self.length = None
         length = headers.get("content-length")
         if length and not self.chunked:
@@ -72,7 +72,7 @@ class _Response(http.client.HTTPResponse):
             if self.length is not None and self.length < 0:
                 self.length = None
         if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200 \
-                or self._method == "HEAD":  # type: ignore[attr-defined]
+                or self._method == "HEAD":
             self.length = 0
         if not self.will_close and not self.chunked and self.length is None:
             self.will_close = True

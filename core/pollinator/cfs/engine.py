@@ -40,6 +40,7 @@ operation fail with ``UnsafePathError`` before anything is written.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -48,7 +49,7 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from pollinator.cfs.hashing import HashingReader, StatCache, sha256_bytes, sha256_file
 from pollinator.cfs.ignore import IgnoreRules
@@ -64,6 +65,7 @@ from pollinator.config import S3Settings
 from pollinator.errors import ColoniesError, PollinatorError, ServerError, SyncError, Unreachable, UnsafePathError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ADD_FILE_RETRIES = 4
 CHECKSUM_ATTEMPTS = 2
@@ -317,14 +319,14 @@ class CFS:
             except BaseException:
                 cancel.set()
                 raise
-            errors = [f.exception() for f in done if f.exception() is not None]
+            errors = [exc for exc in (f.exception() for f in done) if exc is not None]
             if errors:
                 cancel.set()
                 for f in futures:
                     f.cancel()
         if errors:
             real = [e for e in errors if not isinstance(e, _Cancelled)]
-            raise (real or errors)[0]
+            raise (real or errors)[0]  # every item is an exception the workers raised
 
     def _prepare_dir(self, root: Path, lp: LabelPlan) -> Path:
         """Create the label's directory (refusing symlinked components) and, with ``markers``, its Go
@@ -617,7 +619,7 @@ class CFS:
             out.extend(files)
         return sorted(out, key=lambda f: (f.label, f.name))
 
-    def labels(self, prefix: str = "") -> list[tuple[str, int]]:
+    def labels(self, prefix: str = "") -> builtins.list[tuple[str, int]]:
         """Every label (optionally under ``prefix``) with its file count."""
         try:
             found = self.client.get_file_labels(normalize_label(prefix) if prefix else "", False) or []
@@ -628,7 +630,7 @@ class CFS:
         return sorted((lb.name, lb.files) for lb in found)
 
     # == helpers =======================================================================
-    def _map(self, fn, items: Iterable) -> list:
+    def _map(self, fn: Callable[[Any], _T], items: Iterable[Any]) -> builtins.list[_T]:
         """``map`` on a bounded pool; the first exception propagates."""
         items = list(items)
         if len(items) <= 1:

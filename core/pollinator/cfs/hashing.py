@@ -166,14 +166,15 @@ class StatCache:
         with self._lock:
             if not self._dirty and set(self._new) == set(self._old):
                 return
-            doc = {"version": CACHE_VERSION, "entries": dict(self._new)}
+            entries = dict(self._new)
+            doc = {"version": CACHE_VERSION, "entries": entries}
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(doc, f, separators=(",", ":"))
             os.replace(tmp, self.path)
-            self._old, self._dirty = dict(doc["entries"]), False
+            self._old, self._dirty = dict(entries), False
         except OSError as exc:
             log.debug("cannot write stat cache %s: %s", self.path, exc)
             try:

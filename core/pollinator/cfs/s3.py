@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Optional
 from pollinator.config import S3Settings
 
 if TYPE_CHECKING:  # sigv4 pulls in botocore's signer: loaded with the first transfer, not at import
-    from pollinator.cfs.sigv4 import LeanS3
+    from pollinator.cfs.sigv4 import LeanS3, Readable
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class S3Store:
         """One signed PUT (retried inside :class:`LeanS3`)."""
         self.lean.put(key, data)
 
-    def upload_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None,
+    def upload_large(self, key: str, fileobj: "Readable", on_bytes: Optional[ByteCallback] = None,
                      size: int = 0) -> None:
         """A multipart upload, up to ``PARTS_IN_FLIGHT`` parts at once; parts grow past the chunk size for huge files.
 

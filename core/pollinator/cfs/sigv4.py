@@ -43,12 +43,18 @@ import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from email.message import Message
-from typing import BinaryIO, Callable, Optional
+from typing import Callable, Optional, Protocol
 from urllib.parse import quote
 from xml.etree import ElementTree
 
 from pollinator.config import S3Settings
 from pollinator.http_pool import ConnectionPool
+
+class Readable(Protocol):
+    """What an upload reads from: a file, or a wrapper hashing what passes (cfs.hashing.HashingReader)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +237,7 @@ class LeanS3:
                 raise
 
     # -- multipart upload ----------------------------------------------------------------
-    def upload_multipart(self, key: str, reader: BinaryIO, *, part_size: int, workers: int,
+    def upload_multipart(self, key: str, reader: "Readable", *, part_size: int, workers: int,
                          on_bytes: Optional[Callable[[int], None]] = None) -> None:
         """Read ``reader`` in order, ``part_size`` at a time, and send up to ``workers`` parts at once.
 

@@ -11,7 +11,7 @@ user code) is affected, never a program that imports the CLI module.
 import sys
 
 for _unused in ("httpx._main", "h2"):
-    sys.modules.setdefault(_unused, None)  # type: ignore[assignment]
+    sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pollinator.config import Settings
-from pollinator.errors import ConfigError, PollinatorError, ProjectError
+from pollinator.errors import ConfigError, PollinatorError, ProjectError, UsageError
 
 if TYPE_CHECKING:
     from pollinator.colonies.client import ColoniesClient
@@ -37,7 +37,7 @@ def open_client() -> ColoniesClient:
 
 def exit_code_for(exc: BaseException) -> int:
     """2 for what the user fixes locally (config, project), 1 for everything remote."""
-    if isinstance(exc, (ConfigError, ProjectError)):
+    if isinstance(exc, (ConfigError, ProjectError, UsageError)):
         return EXIT_USAGE
     if isinstance(exc, PollinatorError):
         return EXIT_REMOTE

@@ -75,6 +75,7 @@ def load_command(name: str) -> Any:
     """The click command for one of :data:`LAZY_COMMANDS`, built the way typer builds an eager one."""
     module, attribute = LAZY_COMMANDS[name]
     target = getattr(importlib.import_module(module), attribute)
+    command: Any
     if isinstance(target, typer.Typer):
         command = typer.main.get_group(target)
     else:

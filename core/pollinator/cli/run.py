@@ -131,7 +131,7 @@ def _late_errors(job: ProcessHandle, state: str, tries: int = 4) -> list[str]:
 
 def _follow_to_end(job: ProcessHandle, project_dir: Optional[Path], detach_on_interrupt: bool) -> None:
     try:
-        for line in job.follow(**INTERACTIVE):
+        for line in job.follow(None, None, **INTERACTIVE):
             output.write_log(line.message)
     except KeyboardInterrupt:
         if detach_on_interrupt:

@@ -14,16 +14,31 @@ import json
 import logging
 import random
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Self
 
 import httpx
 
 from pollinator.colonies import crypto
-from pollinator.colonies.rpc import Call, Messages, decode_reply, encode_envelope
+from pollinator.colonies.rpc import MAX_LOG_COUNT, Call, Messages, decode_reply, encode_envelope
 from pollinator.errors import ColoniesError, ServerError, Unreachable
 from pollinator.http_pool import ConnectFailed, ConnectionPool
 
 _JSON = {"Content-Type": "application/json"}
+
+if TYPE_CHECKING:
+    from pollinator.colonies.models import (
+        Colony,
+        Executor,
+        File,
+        FileSummary,
+        FunctionSpec,
+        Label,
+        Log,
+        Process,
+        Snapshot,
+        Statistics,
+        User,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +92,7 @@ class _Base(Messages):
         """The id this client signs as (never the key)."""
         return crypto.id_from_private_key(self._prvkey)
 
-    def with_key(self, prvkey: str) -> "_Base":
+    def with_key(self, prvkey: str) -> Self:
         """A client for the same server signing with another key (shares nothing secret)."""
         return type(self)(self.host, self.port, prvkey, self.colony_name, tls=self.tls, verify=self.verify,
                           timeout=self.timeout, retries=self.retries)
@@ -166,6 +181,40 @@ class AsyncColoniesClient(_Base):
     httpx clients of ``LANE_WIDTH`` kept-alive connections each, taken in turn, at most
     ``LANE_WIDTH`` requests on the wire per lane; the rest wait on the lane's semaphore.
     """
+
+    if TYPE_CHECKING:
+        # What the shared message methods (rpc.Messages, typed for the sync face) return here: coroutines
+        # of the same wire models. Pinned to Messages by tests/test_client_typing.py.
+        async def add_colony(self, colony: Colony) -> Colony: ...  # type: ignore[override]
+        async def get_colony(self, colony_name: Optional[str]=None) -> Colony: ...  # type: ignore[override]
+        async def add_user(self, user: User) -> User: ...  # type: ignore[override]
+        async def add_executor(self, executor: Executor) -> Executor: ...  # type: ignore[override]
+        async def approve_executor(self, executor_name: str) -> Any: ...
+        async def reject_executor(self, executor_name: str) -> Any: ...
+        async def remove_executor(self, executor_name: str) -> Any: ...
+        async def get_executor(self, executor_name: str) -> Executor: ...  # type: ignore[override]
+        async def get_executors(self) -> list[Executor]: ...  # type: ignore[override]
+        async def get_colony_statistics(self) -> Statistics: ...  # type: ignore[override]
+        async def submit(self, spec: FunctionSpec) -> Process: ...  # type: ignore[override]
+        async def get_process(self, process_id: str) -> Process: ...  # type: ignore[override]
+        async def get_processes(self, state: int, count: int=100, executor_type: str='', label: str='', initiator: str='') -> list[Process]: ...  # type: ignore[override]
+        async def cancel_process(self, process_id: str) -> Any: ...
+        async def remove_process(self, process_id: str) -> Any: ...
+        async def assign(self, timeout: int=10, available_cpu: str='', available_mem: str='') -> Process: ...  # type: ignore[override]
+        async def close_successful(self, process_id: str, out: Optional[list[Any]]=None) -> Any: ...
+        async def close_failed(self, process_id: str, errors: list[str]) -> Any: ...
+        async def set_output(self, process_id: str, out: list[Any]) -> Any: ...
+        async def add_log(self, process_id: str, message: str) -> Any: ...
+        async def get_logs(self, process_id: str, since: int=0, count: int=MAX_LOG_COUNT, latest: bool=False, executor_name: str='') -> list[Log]: ...  # type: ignore[override]
+        async def add_file(self, file: File) -> File: ...  # type: ignore[override]
+        async def get_file(self, *, file_id: str='', label: str='', name: str='', latest: bool=True) -> list[File]: ...  # type: ignore[override]
+        async def get_files(self, label: str) -> list[FileSummary]: ...  # type: ignore[override]
+        async def get_file_labels(self, name: str='', exact: bool=False) -> list[Label]: ...  # type: ignore[override]
+        async def remove_file(self, *, file_id: str='', label: str='', name: str='') -> Any: ...
+        async def create_snapshot(self, label: str, name: str) -> Snapshot: ...  # type: ignore[override]
+        async def get_snapshot(self, *, snapshot_id: str='', name: str='') -> Snapshot: ...  # type: ignore[override]
+        async def get_snapshots(self) -> list[Snapshot]: ...  # type: ignore[override]
+        async def remove_snapshot(self, *, snapshot_id: str='', name: str='') -> Any: ...
 
     def __init__(self, *args: Any, max_in_flight: int = MAX_IN_FLIGHT, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -17,6 +17,8 @@ import os
 
 import coincurve
 
+from pollinator.errors import ConfigError
+
 _HEX = set("0123456789abcdefABCDEF")
 
 
@@ -34,8 +36,12 @@ def _private_key(prvkey: str) -> coincurve.PrivateKey:
     """Parsed once per key (a sync signs one request per file with the same key)."""
     if len(prvkey) != 64 or not set(prvkey) <= _HEX:
         # Never echo the key itself: it is a secret.
-        raise ValueError("a Colonies private key is 64 hex characters")
-    return coincurve.PrivateKey(bytes.fromhex(prvkey))
+        raise ConfigError("the private key is not a Colonies private key: it must be 64 hex characters")
+    try:
+        return coincurve.PrivateKey(bytes.fromhex(prvkey))
+    except Exception:  # coincurve refuses 0 and keys past the curve order; its message may quote the key
+        raise ConfigError("the private key is not a usable secp256k1 key: check the key you were given "
+                          "(64 hex characters, not all zeros)") from None
 
 
 def _id_from_public(pub: coincurve.PublicKey) -> str:

@@ -148,23 +148,23 @@ def add_executor(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
         raise RPCError(400, "Failed to add executor, executor is nil")
     allocations = get_dict(raw, "allocations") or {}
     lastheard = get_str(raw, "lastheardfromtime")
-    ex = {"id": get_str(raw, "executorid"), "type": get_str(raw, "executortype"),
-          "name": get_str(raw, "executorname"), "colony": get_str(raw, "colonyname"),
+    ex_id, name, colony = get_str(raw, "executorid"), get_str(raw, "executorname"), get_str(raw, "colonyname")
+    ex = {"id": ex_id, "type": get_str(raw, "executortype"), "name": name, "colony": colony,
           "requirefuncreg": get_bool(raw, "requirefuncreg"), "location": get_str(raw, "locationname"),
           "capabilities": _capabilities(get_dict(raw, "capabilities")),
           "allocations": {"projects": get_dict(allocations, "projects")},
           "lastheard": _time_ns(lastheard)}
     get_int(raw, "state")  # type-checked; the server always starts an executor PENDING
-    require_colony_owner(ctx.store, rid, ex["colony"])
-    existing = ctx.store.executor_by_name(ex["colony"], ex["name"])
+    require_colony_owner(ctx.store, rid, colony)
+    existing = ctx.store.executor_by_name(colony, name)
     if existing is not None:
         # COLONIES_ALLOW_EXECUTOR_REREGISTER=true: the old registration is retired, the name gets the new id.
-        _retire_executor(ctx, ex["colony"], ex["name"])
-    other = ctx.store.executor_by_id(ex["id"])
-    if other is not None and (other["colony"], other["name"]) != (ex["colony"], ex["name"]):
+        _retire_executor(ctx, colony, name)
+    other = ctx.store.executor_by_id(ex_id)
+    if other is not None and (other["colony"], other["name"]) != (colony, name):
         raise RPCError(400, "Executor not unique, both Name and ExecutorId must be unique within a Colony")
     ctx.store.put_executor(ex)
-    added = ctx.store.executor_by_id(ex["id"])
+    added = ctx.store.executor_by_id(ex_id)
     if added is None:
         raise RPCError(500, "Failed to add executor, addedExecutor is nil")
     return render_executor(added)

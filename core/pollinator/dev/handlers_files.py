@@ -40,13 +40,14 @@ def add_file(ctx: Ctx, rid: str, msg: dict[str, Any]) -> Any:
     raw = get_dict(msg, "file")
     if raw is None:
         raise RPCError(400, "Failed to add file, msg.File is nil")
-    f = {"fileid": crypto.random_id(), "colonyname": get_str(raw, "colonyname"), "label": get_str(raw, "label"),
+    colony, file_id = get_str(raw, "colonyname"), crypto.random_id()
+    f = {"fileid": file_id, "colonyname": colony, "label": get_str(raw, "label"),
          "name": get_str(raw, "name"), "size": get_int(raw, "size"), "checksum": get_str(raw, "checksum"),
          "checksumalg": get_str(raw, "checksumalg"), "ref": _reference(get_dict(raw, "ref"))}
     get_int(raw, "sequencenr")
-    require_membership(ctx.store, rid, f["colonyname"])
+    require_membership(ctx.store, rid, colony)
     ctx.store.add_file(f)
-    added = ctx.store.file_by_id(f["colonyname"], f["fileid"])
+    added = ctx.store.file_by_id(colony, file_id)
     return render_file(added) if added else None
 
 

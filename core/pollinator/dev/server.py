@@ -164,10 +164,10 @@ async def dispatch(ctx: Ctx, body: bytes, server: tuple[str, int] = ("0.0.0.0", 
         if inspect.isawaitable(result):
             result = await result
     except RPCError as exc:
-        body = error_body(exc.status, exc.message)
+        reply = error_body(exc.status, exc.message)
         if exc.then_status:
-            body += error_body(exc.then_status, exc.message)
-        return exc.status, body
+            reply += error_body(exc.then_status, exc.message)
+        return exc.status, reply
     except BadType:
         return 400, error_body(400, entry.invalid_json)
     except NoReply:
@@ -310,7 +310,7 @@ def serve(host: str, port: int, data_dir: Path, server_id: str, log_level: str =
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def]
+        def capture_signals(self):
             # uvicorn re-raises the caught signal after shutting down (exit status -15); a launcher
             # stopping the local colony wants a clean exit instead.
             with super().capture_signals():

@@ -122,6 +122,10 @@ class Store:
         with self._lock:
             return self._db.execute(sql, args).fetchone()
 
+    def _count(self, sql: str, *args: Any) -> int:
+        row = self._one(sql, *args)
+        return int(row[0]) if row is not None else 0
+
     def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
@@ -221,8 +225,8 @@ class Store:
 
     def count_executors(self, colony: str, state: Optional[int] = None) -> int:
         if state is None:
-            return self._one("SELECT COUNT(*) FROM executors WHERE colony=?", colony)[0]
-        return self._one("SELECT COUNT(*) FROM executors WHERE colony=? AND state=?", colony, state)[0]
+            return self._count("SELECT COUNT(*) FROM executors WHERE colony=?", colony)
+        return self._count("SELECT COUNT(*) FROM executors WHERE colony=? AND state=?", colony, state)
 
     # -- processes ---------------------------------------------------------------------
     @staticmethod
@@ -304,7 +308,7 @@ class Store:
         return [self._process(r) for r in self._all("SELECT * FROM processes WHERE state=? LIMIT ?", state, limit)]
 
     def count_processes(self, colony: str, state: int) -> int:
-        return self._one("SELECT COUNT(*) FROM processes WHERE colony=? AND state=?", colony, state)[0]
+        return self._count("SELECT COUNT(*) FROM processes WHERE colony=? AND state=?", colony, state)
 
     # -- logs --------------------------------------------------------------------------
     def add_log(self, process_id: str, colony: str, executor_name: str, message: str) -> int:

@@ -130,8 +130,8 @@ class LocalExecutor:
             colony_client = self._base_client.with_key(register_with_colony_prvkey)
             self._prvkey = register_executor(colony_client, name=name, executor_type=executor_type)
         self.executor_id = crypto.id_from_private_key(self._prvkey)
-        self.client: ColoniesClient = self._base_client.with_key(self._prvkey)  # type: ignore[assignment]
-        self._poll_clients: list[ColoniesClient] = [self._base_client.with_key(self._prvkey)  # type: ignore[misc]
+        self.client: ColoniesClient = self._base_client.with_key(self._prvkey)
+        self._poll_clients: list[ColoniesClient] = [self._base_client.with_key(self._prvkey)
                                                     for _ in range(self.poll_lanes)]
         self.stop_grace = stop_grace
         self.conformance = conformance or Conformance()
@@ -198,7 +198,7 @@ class LocalExecutor:
                 poller.join(max(0.0, end - time.monotonic()))
             self._drain()
             if self._deregister and self._colony_prvkey:
-                deregister_executor(self._base_client.with_key(self._colony_prvkey), self.name)  # type: ignore[arg-type]
+                deregister_executor(self._base_client.with_key(self._colony_prvkey), self.name)
             self.client.close()
             self._base_client.close()
             log.info("executor %s stopped", self.name)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Option
 
 from pollinator.colonies.models import Log, Process, ProcessState
 from pollinator.config import Settings
-from pollinator.errors import JobFailed, JobTimeout, ProjectError
+from pollinator.errors import JobFailed, JobTimeout, ProjectError, UsageError
 from pollinator.launcher import INTERNAL_DIR
 from pollinator.run import exit_record, returns
 from pollinator.run.build import RESULT_DIR_ENV, RUN_ID_ENV
@@ -131,7 +131,7 @@ class ProcessHandle:
                  result_label: str = "", run_id: str = "", process: Optional[Process] = None,
                  connections: Optional[Connections] = None):
         if not process_id:
-            raise ProjectError("a process handle needs a process id")
+            raise UsageError("a process handle needs a process id")
         self.settings = settings
         self.process_id = process_id
         self.process: Optional[Process] = process
@@ -275,7 +275,7 @@ class ProcessHandle:
         return names
 
     def _label_files(self, label: str) -> list[str]:
-        names = []
+        names: list[str] = []
         for lab in self.client.get_file_labels(label, exact=False):
             if lab.name != label and not lab.name.startswith(label + "/"):
                 continue  # prefix match also returns /x/result2

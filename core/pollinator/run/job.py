@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Option
 from pollinator.colonies import crypto
 from pollinator.colonies.models import FunctionSpec, Log, Process, ProcessState
 from pollinator.config import Settings
-from pollinator.errors import ProjectError
+from pollinator.errors import ProjectError, UsageError
 from pollinator.run.build import (
     PLACEHOLDER_RUN_ID,
     PLACEHOLDER_SNAPSHOT,
@@ -168,7 +168,7 @@ class Job:
     @property
     def _opts(self) -> JobOptions:
         if self.options is None:
-            raise ProjectError("this job was attached by process id; it has no options to submit")
+            raise UsageError("this job was attached by process id; it has no options to submit")
         return self.options
 
     @property
@@ -274,7 +274,7 @@ class Job:
 
     def _require_handle(self) -> ProcessHandle:
         if self.handle is None:
-            raise ProjectError("the job has not been submitted yet: call submit() first")
+            raise UsageError("the job has not been submitted yet: call submit() first")
         return self.handle
 
     def _require_id(self) -> str:

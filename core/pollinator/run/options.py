@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -45,7 +45,7 @@ class JobOptions(BaseModel):
 
     @field_validator("inputs", mode="before")
     @classmethod
-    def _inputs_from_list(cls, value):
+    def _inputs_from_list(cls, value: Any) -> Any:
         """A list of labels is accepted too; each is named after its last path parts."""
         if isinstance(value, (list, tuple)):
             named = {}
@@ -62,7 +62,7 @@ class JobOptions(BaseModel):
         return check_inputs(value)  # the same rule as project.yaml's inputs:
 
     @classmethod
-    def build(cls, **fields) -> "JobOptions":
+    def build(cls, **fields: Any) -> "JobOptions":
         """Validate, turning pydantic's error into one ProjectError naming the fields."""
         try:
             return cls(**fields)

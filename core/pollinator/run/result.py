@@ -38,7 +38,8 @@ class JobResult(BaseModel):
         submitted = parse_go_time(process.submissiontime)
         started = parse_go_time(process.starttime)
         ended = parse_go_time(process.endtime)
-        seconds = (ended - (started or submitted)).total_seconds() if ended and (started or submitted) else None
+        began = started or submitted
+        seconds = (ended - began).total_seconds() if ended and began else None
         return cls(process_id=process.processid, state=ProcessState(process.state).name,
                    output=list(process.out or []), errors=list(process.errors or []),
                    submitted_at=submitted, started_at=started, ended_at=ended, seconds=seconds, **extra)

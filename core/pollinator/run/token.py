@@ -8,10 +8,13 @@ the server copies into the process attributes). Either is enough to match.
 from __future__ import annotations
 
 import hashlib
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pollinator.colonies.models import Process, ProcessState
-from pollinator.errors import ColoniesError
+from pollinator.errors import ColoniesReplyError
+
+if TYPE_CHECKING:
+    from pollinator.colonies.client import ColoniesClient
 
 TOKEN_ENV = "POLLINATOR_CLIENT_TOKEN"
 LABEL_PREFIX = "pollinator:"
@@ -29,14 +32,14 @@ def carries_token(process: Process, token: str) -> bool:
     return (process.spec.env or {}).get(TOKEN_ENV) == token
 
 
-def find_by_token(client, token: str, count: int = 100) -> Optional[Process]:
+def find_by_token(client: "ColoniesClient", token: str, count: int = 100) -> Optional[Process]:
     """The newest process submitted with this token, in any state."""
     label = token_label(token)
     found: list[Process] = []
     for state in ProcessState:
         try:
             candidates = client.get_processes(state, count=count, label=label)
-        except ColoniesError:  # an older server may not filter by label: fall back to a plain listing
+        except ColoniesReplyError:  # an older server may not filter by label: fall back to a plain listing
             candidates = client.get_processes(state, count=count)
         found.extend(p for p in candidates if carries_token(p, token))
     if not found:
