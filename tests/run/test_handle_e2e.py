@@ -78,3 +78,18 @@ def test_async_handle_closes_its_async_client(settings, tmp_path):
         return lines
 
     assert asyncio.run(main()) == ["line 0", "line 1", "line 2"]
+
+
+def test_fetch_lists_the_result_label_once(settings, tmp_path):
+    """The names reported and the download plan come from one listing of the result label."""
+    with _job(settings, tmp_path) as job:
+        pid = job.submit()
+        assert job.handle is not None
+        job.handle.wait(timeout=120)
+    with ProcessHandle.attach(settings, pid, result_dir=tmp_path / "got") as handle:
+        calls = []
+        real = handle.client.get_file_labels
+        handle.client.get_file_labels = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[method-assign]
+        assert handle.fetch_results() == ["out.txt"]
+        assert len(calls) == 1
+        assert (tmp_path / "got" / "out.txt").exists()

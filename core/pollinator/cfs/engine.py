@@ -584,10 +584,18 @@ class CFS:
         """
         return self.apply(self.plan_pull(label, dir))
 
-    def plan_pull(self, label: str, dir: str | os.PathLike[str]) -> SyncPlan:
-        """What ``pull`` would download (for ``--dry-run``); only files the server has are hashed."""
+    def plan_pull(self, label: str, dir: str | os.PathLike[str],
+                  remote: Optional[dict[str, dict[str, RemoteFile]]] = None) -> SyncPlan:
+        """What ``pull`` would download (for ``--dry-run``); only files the server has are hashed.
+
+        ``remote`` is a listing already made with :meth:`remote_tree` (the label is then not listed again).
+        """
         label = normalize_label(label)
-        return self._download_plan(Path(dir), label, self._remote_tree(label, IgnoreRules()))
+        return self._download_plan(Path(dir), label, self.remote_tree(label) if remote is None else remote)
+
+    def remote_tree(self, label: str) -> dict[str, dict[str, RemoteFile]]:
+        """``{rel_dir: {name: RemoteFile}}`` of ``label`` and its sub-labels (latest revisions, validated)."""
+        return self._remote_tree(normalize_label(label), IgnoreRules())
 
     def _download_tree(self, root: Path, label: str, remote: dict[str, dict[str, RemoteFile]]) -> SyncReport:
         return self.apply(self._download_plan(root, label, remote))

@@ -266,12 +266,14 @@ class ProcessHandle:
         label, target = self.result_label, self.result_dir
         if not label:
             return []
-        names = self._label_files(label)
-        if target is not None and names:
+        if target is None:  # names only: no S3 needed
+            return self._label_files(label)
+        # one listing serves both the names and the download plan; the run's own files stay out of both
+        remote = {rel: files for rel, files in self.cfs.remote_tree(label).items() if not _is_internal(rel)}
+        names = sorted(f"{rel}/{name}" if rel else name for rel, files in remote.items() for name in files)
+        if names:
             target.mkdir(parents=True, exist_ok=True)
-            plan = self.cfs.plan_pull(label, target)
-            plan.labels = [lp for lp in plan.labels if not _is_internal(lp.rel_dir)]
-            self.cfs.apply(plan)
+            self.cfs.apply(self.cfs.plan_pull(label, target, remote))
         return names
 
     def _label_files(self, label: str) -> list[str]:
