@@ -103,3 +103,32 @@ def test_stop_kills_running_jobs_and_closes_them_failed(tmp_path):
     assert time.monotonic() - t0 < 8
     (kind, errors), = jobs.closes.values()
     assert kind == "failed" and errors[0].startswith("executor stopped")
+
+
+def test_a_new_attempt_stops_the_old_one_first_and_runs_in_its_own_dir(tmp_path):
+    """The server re-queued a process and gave it to us again while its first attempt still runs here: the first
+    is stopped (not closed: it is not ours any more) before the second starts, each in its own job dir."""
+    pid = "a" * 64
+    first = process({"cmd": "echo $PROJECT_DIR > first.dir; sleep 60"}, pid=pid)
+    second = process({"cmd": "echo $PROJECT_DIR > second.dir; echo second"}, pid=pid)
+    second.retries = 1
+    jobs = PerProcess()
+    assign = FakeAssign([first])
+    ex = make(tmp_path, assign, jobs, max_jobs=2)
+    ex.cancel_poll = 60  # the state watcher stays out of it: only the new assignment stops the old attempt
+    thread = threading.Thread(target=ex.run_forever, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not list((tmp_path / "fs" / "jobs").glob("*-0/first.dir")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        jobs.retries = 1  # the server re-queued it...
+        assign.queue.append(second)  # ...and gives it to us again
+        while len(ex.finished) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        ex.stop()
+        thread.join(10)
+    # had the second run beside the first, its quick echo would have finished first
+    assert ex.finished == [(pid, "process no longer assigned to this executor"), (pid, "success")]
+    assert jobs.closes == {pid: ("success", [])}  # closed once, by the attempt that is the process's now
