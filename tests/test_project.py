@@ -367,3 +367,17 @@ def test_inputs_extension_loads_dumps_only_when_used_and_checks_labels():
 ])
 def test_bad_inputs_name_the_field_and_the_fix(body: str, expect: str):
     assert expect in _error("projectname: b\n" + body)
+
+
+def test_inputs_take_a_label_or_a_label_pinned_to_a_snapshot():
+    from pollinator.pins import InputRef, parse_input, pinned
+    from pollinator.run.options import JobOptions
+
+    assert parse_input("/pollinator/p/result") == InputRef("/pollinator/p/result", None)
+    assert parse_input(pinned("/pollinator/p/runs/r/result", "abc")) == InputRef("/pollinator/p/runs/r/result", "abc")
+    assert parse_input("/pollinator/a@b/result").snapshot_id is None  # an '@' inside the label is the label's
+    opts = JobOptions.build(name="t", cmd="x", inputs={"prep": "/pollinator/p/result@abc"})
+    assert opts.inputs == {"prep": "/pollinator/p/result@abc"}
+    for bad, why in [("/pollinator/p/result@", "give the snapshot id"), ("pollinator/p@abc", "absolute")]:
+        with pytest.raises(ProjectError, match=f"inputs: .*input 'prep': .*{why}"):
+            JobOptions.build(name="t", cmd="x", inputs={"prep": bad})

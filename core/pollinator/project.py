@@ -101,15 +101,20 @@ _INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_inputs(value: Any) -> Any:
-    """Input mounts: ``name -> absolute ColonyFS label``; the name becomes ``$POLLINATOR_INPUT_<NAME>``."""
+    """Input mounts: ``name -> absolute ColonyFS label`` (or ``label@snapshot_id``, see :mod:`pollinator.pins`);
+    the name becomes ``$POLLINATOR_INPUT_<NAME>``."""
+    from pollinator.pins import parse_input
+
     if not isinstance(value, dict):
         return value  # let the dict type check report it
     for name, label in value.items():
         if not isinstance(name, str) or not _INPUT_NAME.match(name):
             raise ValueError(f"input name {name!r} must be a valid identifier (letters, digits, _), e.g. prep")
-        if not isinstance(label, str) or not label.startswith("/") or ".." in label.split("/"):
-            raise ValueError(f"input {name!r}: label {label!r} must be an absolute ColonyFS label like "
-                             "/pollinator/prep/result")
+        try:
+            parse_input(label)
+        except ValueError as exc:
+            raise ValueError(f"input {name!r}: {exc} (or label@snapshot_id for exactly one snapshot's files)"
+                             ) from None
     return value
 
 

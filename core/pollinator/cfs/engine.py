@@ -546,6 +546,11 @@ class CFS:
 
     def download_snapshot(self, snapshot_id: str, dir: str | os.PathLike[str]) -> SyncReport:
         """Write a snapshot's files under ``dir`` (sub-labels as sub-directories), skipping identical ones."""
+        root_label, remote = self.snapshot_tree(snapshot_id)
+        return self._download_tree(Path(dir), root_label, remote)
+
+    def snapshot_tree(self, snapshot_id: str) -> tuple[str, dict[str, dict[str, RemoteFile]]]:
+        """A snapshot's label and its files: ``{rel_dir: {name: RemoteFile}}`` (the exact revisions it froze)."""
         try:
             snap = self.client.get_snapshot(snapshot_id=snapshot_id)
         except ColoniesError as exc:
@@ -574,7 +579,7 @@ class CFS:
                                                                   checksum=rec.checksum, s3_object=obj.object)
             log.debug("snapshot file %s recorded at %s; fetching from %s", where, record_endpoint(obj.server, obj.port),
                       self.s3_settings.endpoint)
-        return self._download_tree(Path(dir), root_label, remote)
+        return root_label, remote
 
     def pull(self, label: str, dir: str | os.PathLike[str]) -> SyncReport:
         """Download every file of ``label`` and its sub-labels into ``dir``; local-only files are kept.

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional
 from pollinator import spec as specs
 from pollinator.colonies.models import ConflictResolution, FunctionSpec, OnClose, SnapshotMount, SyncDirMount
 from pollinator.errors import ProjectError
+from pollinator.pins import parse_input
 from pollinator.run import returns
 from pollinator.run.options import JobOptions
 from pollinator.run.token import TOKEN_ENV, token_label
@@ -93,10 +94,13 @@ def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunConte
         args = [specs.source_path(o.name, ctx.snapshot_id, o.source), *args]
     env = dict(o.env)
     mounts: list[SnapshotMount] = []
-    for name, label in o.inputs.items():
+    for name, value in o.inputs.items():
         rel = f"{specs.run_dir(o.name, ctx.run_id)}/inputs/{name}"
-        mounts.append(SnapshotMount(snapshotid=ctx.input_snapshot(name), label=label, dir=rel, keepfiles=False,
-                                    keepsnapshot=False))
+        ref = parse_input(value)
+        # a label's snapshot is made for this run and dropped after it; a pinned snapshot is someone's result
+        # (another run's, an asset event's): mount it and keep it
+        mounts.append(SnapshotMount(snapshotid=ref.snapshot_id or ctx.input_snapshot(name), label=ref.label,
+                                    dir=rel, keepfiles=False, keepsnapshot=ref.is_pinned))
         env[f"{INPUT_ENV_PREFIX}{name.upper()}"] = f"{specs.CFS_MOUNT}{rel}"
     results = result_label(o)
     extra_dirs = []

@@ -32,6 +32,7 @@ from pollinator.run.follow import afollow_logs, follow_logs
 from pollinator.run.result import JobResult
 
 if TYPE_CHECKING:
+    from pollinator.run.pinned import ResultFile
     from pollinator.cfs import CFS
     from pollinator.colonies.client import AsyncColoniesClient, ColoniesClient
 
@@ -315,6 +316,10 @@ class ProcessHandle:
             message, code = failed
             result = result.model_copy(update={"state": "FAILED", "errors": [message, *result.errors],
                                                "exit_code": code})
+        if result.ok and self.result_label:
+            snapshot_id, pinned_files = self.pin_result()
+            result = result.model_copy(update={"result_snapshot_id": snapshot_id,
+                                               "result_snapshot_files": pinned_files})
         if result.ok:
             value = returns.read_return_value(self.client, self.cfs.store, self.result_label)
             if value is not returns.NO_RETURN_VALUE:
@@ -324,6 +329,12 @@ class ProcessHandle:
             raise JobFailed(f"process {result.process_id} ended {result.state}: {detail}",
                             process_id=result.process_id, state=result.state, errors=result.errors, result=result)
         return result
+
+    def pin_result(self) -> tuple[str, list["ResultFile"]]:
+        """Freeze this run's result label as a snapshot (once per process); its id and files."""
+        from pollinator.run.pinned import pin_result
+
+        return pin_result(self.cfs, self.result_label, self.process_id)
 
     def exit_failure(self) -> Optional[tuple[str, Optional[int]]]:
         """Why a SUCCESS is not one, from the launcher's exit record (None: it is, or the run has no launcher).

@@ -36,6 +36,7 @@ from pollinator.run.build import result_label as options_result_label
 from pollinator.run.discovery import Discovery
 from pollinator.run.handle import Connections, LogHandler, ProcessHandle
 from pollinator.run.options import JobOptions
+from pollinator.run.pinned import input_snapshots
 from pollinator.run.result import JobResult
 from pollinator.run.resume import RESUMABLE, find_resumable, is_resumable
 from pollinator.run.token import find_by_token
@@ -235,8 +236,7 @@ class Job:
             snapshot_id = self.cfs.create_snapshot(labels.src, crypto.random_id()).snapshotid
         if o.data_dir and Path(o.data_dir).is_dir():
             self.cfs.sync(Path(o.data_dir), labels.data, keep_local=True)
-        input_snaps = {name: self.cfs.create_snapshot(label, crypto.random_id()).snapshotid
-                       for name, label in o.inputs.items()}
+        input_snaps = input_snapshots(self.cfs, o.inputs)
         spec = self.spec(snapshot_id, input_snaps)
         process = self.client.submit(spec)
         log.info("submitted process %s", process.processid)

@@ -7,6 +7,9 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, Field
 
+from pollinator.errors import ProjectError
+from pollinator.pins import pinned
+from pollinator.run.pinned import ResultFile
 from pollinator.colonies.models import Process, ProcessState, parse_go_time
 
 
@@ -16,6 +19,10 @@ class JobResult(BaseModel):
     output: list[Any] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
     result_label: str = ""
+    result_snapshot_id: str = Field("", description="the ColonyFS snapshot freezing this run's result files "
+                                    "(set on SUCCESS); mount exactly them with pinned_input()")
+    result_snapshot_files: list[ResultFile] = Field(
+        default_factory=list, description="the files of result_snapshot_id: path, size, checksum (no .pollinator/)")
     result_dir: str = ""
     result_files: list[str] = Field(default_factory=list)
     dashboard_url: str = ""
@@ -28,6 +35,13 @@ class JobResult(BaseModel):
     returned: bool = Field(False, description="whether the job wrote $POLLINATOR_RETURN (tells null from nothing)")
     exit_code: Optional[int] = Field(None, description="the command's exit code from the launcher's exit record, "
                                                        "when it failed (None: succeeded, or unknown)")
+
+    def pinned_input(self) -> str:
+        """The ``inputs=`` value mounting exactly this run's result files (``result_label@result_snapshot_id``)."""
+        if not self.result_snapshot_id:
+            raise ProjectError(f"process {self.process_id} has no result snapshot (it did not succeed, or ran "
+                               "before results were pinned): mount its result_label instead")
+        return pinned(self.result_label, self.result_snapshot_id)
 
     @property
     def ok(self) -> bool:
