@@ -132,3 +132,32 @@ def test_a_new_attempt_stops_the_old_one_first_and_runs_in_its_own_dir(tmp_path)
     # had the second run beside the first, its quick echo would have finished first
     assert ex.finished == [(pid, "process no longer assigned to this executor"), (pid, "success")]
     assert jobs.closes == {pid: ("success", [])}  # closed once, by the attempt that is the process's now
+
+
+class RecordingStop(threading.Event):
+    """The executor's stop event, remembering every wait it was asked for (and not blocking on long ones)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout=None) -> bool:
+        if timeout is not None and timeout >= 0.5:
+            self.waits.append(timeout)
+            timeout = 0.001
+        return super().wait(timeout)
+
+
+def test_poll_back_off_after_an_outage_is_capped_at_a_few_seconds(tmp_path, caplog):
+    from pollinator.executor.worker import MAX_POLL_BACKOFF
+
+    jobs = PerProcess()
+    ex = make(tmp_path, FakeAssign([process({"cmd": "true"})], fail_first=20), jobs)
+    ex._stop = RecordingStop()
+    ex.policy.stop = ex._stop
+    run_until(ex, lambda: len(jobs.closes) == 1)
+    assert list(jobs.closes.values()) == [("success", [])]
+    backoffs = [float(r.getMessage().rsplit("retrying in ", 1)[1].split()[0]) for r in caplog.records
+                if r.getMessage().startswith("assign failed")]
+    assert len(backoffs) == 20 and max(backoffs) == MAX_POLL_BACKOFF <= 5.0
+    assert all(w in ex._stop.waits for w in backoffs)  # and those are the waits it made
