@@ -186,7 +186,9 @@ def failed_upload_close(entry: JournalEntry, exc: Exception, where: Path, policy
     """The close of an attempt whose results could not be uploaded: failed, naming where they are."""
     labels = ", ".join(sorted({u.label for u in entry.uploads})) or "its labels"
     who = f"executor {policy.executor_name}" if policy.executor_name else "the executor"
-    errors = [f"uploading results failed for {policy.upload_window:g} s: {exc}",
+    stopping = policy.stop is not None and policy.stop.is_set()
+    tried = "(the executor was stopping)" if stopping else f"for {policy.upload_window:g} s"
+    errors = [f"uploading results failed {tried}: {exc}",
               f"the result files are kept on {who} in {where}; it uploads them to {labels} when it restarts"]
     if earlier is not None and not earlier.ok:
         errors = earlier.errors + errors
