@@ -77,6 +77,7 @@ class LogShipper:
         """Set when the server refused a log (process no longer running / not ours)."""
         self.sent_messages = 0
         self.sent_lines = 0
+        self._outage_since: Optional[float] = None
         self._thread = threading.Thread(target=self._run, name=f"logs-{process_id[:8]}", daemon=True)
         self._thread.start()
 
@@ -176,17 +177,27 @@ class LogShipper:
             self._count_dropped(len(batch))
 
     def _deliver(self, message: str) -> None:
-        """One addlog, retried through outages (unreachable, 5xx) for ``retry_window`` seconds."""
-        end = time.monotonic() + self.retry_window
+        """One addlog, retried through outages (unreachable, 5xx) for ``retry_window`` seconds.
+
+        The window is the outage's, not the message's: once an outage has lasted that long, the
+        messages queued behind it are tried once each instead of waiting a window apiece.
+        """
+        if self._outage_since is None:
+            end = time.monotonic() + self.retry_window
+        else:
+            end = self._outage_since + self.retry_window
         attempt = 0
         while True:
             try:
                 self._client.add_log(self.process_id, message)
+                self._outage_since = None
                 return
             except (AccessDenied, BadRequest, NotFound):
                 raise
             except ColoniesError:
                 attempt += 1
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
                 if time.monotonic() >= end or self.refused.is_set():
                     raise
                 time.sleep(min(self.max_delay, 0.2 * 2 ** min(attempt, 8), max(0.0, end - time.monotonic())))
