@@ -173,6 +173,9 @@ class _Attempt:
         url = self.settings.process_url(process_id)
         how = "Re-attached to" if self.job is not None and self.job.attached else "Submitted"
         self.logger.info("%s ColonyOS process %s%s", how, process_id, f" ({url})" if url else "")
+        shipped = getattr(self.job, "shipped_globals", ())
+        if shipped:  # names only, never values (see pollinator.run.remote)
+            self.logger.info("Shipped module globals with %s: %s", self.remote.job_name, ", ".join(shipped))
         artifacts.safely(artifacts.link_to_process, self.remote.job_name, process_id, url)
 
     def finished(self, result: JobResult) -> Any:

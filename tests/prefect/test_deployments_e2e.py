@@ -183,6 +183,7 @@ def test_a_served_deployment_runs_the_function_and_the_command_form(served_flows
     assert run.state.is_completed(), "\n".join(logs[-40:])
     [line] = [m for m in logs if m.startswith("SERVED-RESULT ")]
     assert json.loads(line.split(" ", 1)[1]) == {"fn": {"x": 4, "scaled": 40}, "cmd": {"rows": 4}}
+    assert "Shipped module globals with served-fn: FACTOR" in logs  # names, never values
     pids = _process_ids(flow_run_id)
     assert len(pids) == 2
     with settings.client() as client:
