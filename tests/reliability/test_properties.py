@@ -6,10 +6,11 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 import rel_tally
 from pollinator.project import Conditions, Environment, GPU, Project, parse_project
+from pollinator.resources import effective_walltime
 from pollinator.spec import CFS_MOUNT, GO_LABEL, labels, spec_from_project
 
 names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,40}", fullmatch=True)
-cpus = st.one_of(st.just(""), st.integers(1, 64000).map(lambda n: f"{n}m"), st.integers(1, 256).map(str))
+cpus = st.one_of(st.just(""), st.integers(10, 64000).map(lambda n: f"{n}m"), st.integers(1, 256).map(str))
 mems = st.one_of(st.just(""), st.builds(lambda n, u: f"{n}{u}", st.integers(1, 10**6),
                                         st.sampled_from(["", "Ki", "Mi", "Gi", "k", "M", "G"])))
 text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
@@ -47,8 +48,11 @@ def test_spec_invariants(project, snapshot_id, colony):
     spec = spec_from_project(colony, project, snapshot_id)
     lab = labels(project.project_name)
     c = project.conditions
-    assert spec.maxexectime == c.walltime - 1
-    assert spec.conditions.walltime == c.walltime
+    walltime = effective_walltime(c.walltime)  # 0 (no limit in project.yaml) is sent as one day
+    assert walltime == (c.walltime or 86400)
+    assert spec.maxexectime == (walltime - 1 if walltime > 1 else 1)  # Go's walltime-1; the executors need > 0
+    assert 0 < spec.maxexectime <= walltime
+    assert spec.conditions.walltime == walltime
     assert spec.conditions.colonyname == colony and spec.label == GO_LABEL
     assert spec.conditions.nodes == c.nodes and spec.conditions.processespernode == c.processes_per_node
     assert spec.conditions.executornames == c.executor_names

@@ -127,7 +127,9 @@ def test_executor_actions_on_processes_not_assigned_to_the_caller(settings, clie
     name = "rel-intruder-" + os.urandom(3).hex()
     key = register_executor(colony_client, name=name, executor_type="container-executor")
     intruder = client.with_key(key)
-    job = Job.inline(settings, name="rel-victim", cmd="sleep 30", executor_names=["no-such-executor"], walltime=60)
+    # named for the intruder, which never asks for it: it stays WAITING, assigned to nobody (an unregistered
+    # name would be refused at submit)
+    job = Job.inline(settings, name="rel-victim", cmd="sleep 30", executor_names=[name], walltime=60)
     pid = job.submit()
     tried = 0
     try:
