@@ -81,8 +81,12 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     :param cpu: CPU request, e.g. ``"4000m"``. :param mem: memory request, e.g. ``"8Gi"``.
     :param gpu: number of GPUs. :param gpu_name: GPU model.
     :param walltime: seconds the job may run.
-    :param inputs: ``{name: label}`` of earlier results mounted into this job (e.g. another task's
-        ``result_label`` XCom).
+    :param inputs: ``{name: value}`` of earlier results mounted into this job: a label (its latest files,
+        e.g. another task's ``result_label`` XCom), ``label@snapshot_id`` (exactly that snapshot's files,
+        e.g. the ``pin_record()["input"]``), or a ``colonyfs://`` asset (the snapshot of the asset event that
+        triggered this run, else the label). Inputs are added to the task's ``inlets``.
+    :param outlets: ``colonyfs://<colony>/<result label>`` assets (:func:`pollinator_airflow.assets.colonyfs_asset`)
+        get an asset event on success whose ``extra`` pins the run's result snapshot.
     :param result_dir: where the result files are downloaded on the worker (``None``: not downloaded;
         downstream jobs read the result label through ``inputs=``).
     :param result_label: ColonyFS label the job's results go to (default ``/pollinator/<job_name>/result``).
@@ -158,6 +162,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         self._job: Optional["Job"] = None
         self._attached: Optional["ProcessHandle"] = None
         self._result: Optional["JobResult"] = None
+        self._inputs_now: Optional[dict[str, str]] = None  # inputs with colonyfs assets resolved (submit time)
         self.process_id: Optional[str] = None
 
     # -- plumbing ----------------------------------------------------------------------------------------
@@ -184,7 +189,8 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
             "image": self.image, "cmd": self.cmd, "args": self.args, "env": self.env,
             "executor_names": self.executor_names, "executor_type": self.executor_type, "nodes": self.nodes,
             "processes_per_node": self.processes_per_node, "cpu": self.cpu, "mem": self.mem,
-            "gpu_count": self.gpu, "gpu_name": self.gpu_name, "walltime": self.walltime, "inputs": self.inputs,
+            "gpu_count": self.gpu, "gpu_name": self.gpu_name, "walltime": self.walltime,
+            "inputs": self._inputs_now if self._inputs_now is not None else self.inputs,
             "result_dir": Path(self.result_dir) if self.result_dir else None, "result_label": self.result_label,
             "name": self.job_name,
         }
@@ -269,15 +275,63 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
         from pollinator.errors import ProjectError
 
+        settings = self._settings()
         try:
-            self._job = self.build_job(self._settings(), client_token(context), context)
-        except ProjectError as exc:  # bad options, a refused module global: no retry fixes it, nothing was sent
-            raise AirflowFailException(str(exc)) from None
+            self._prepare_assets(settings, context)
+            self._job = self.build_job(settings, client_token(context), context)
+            self._check_outlets(settings)
+        except (ProjectError, ValueError) as exc:  # bad options, a refused module global: no retry fixes it,
+            raise AirflowFailException(str(exc)) from None  # nothing was sent
         process_id = self._job.submit(earlier_tokens=self._earlier_tokens(context))
         if self._job.attached:
             self.log.info("Re-attached to process %s submitted by this task earlier", process_id)
         self._announce(process_id, context)
         return process_id
+
+    # -- assets (pollinator_airflow.assets) -------------------------------------------------------------
+    def _prepare_assets(self, settings: "Settings", context: "Context") -> None:
+        """colonyfs assets given as inputs -> the triggering snapshot (or the label); inputs become inlets."""
+        from pollinator_airflow.assets import inlets_of, resolve_inputs
+
+        self._inputs_now = resolve_inputs(self.inputs, context.get("triggering_asset_events"),
+                                          settings.colony_name)
+        known = {getattr(a, "uri", None) for a in self.inlets or []}
+        self.inlets = [*(self.inlets or []), *(a for a in inlets_of(self._inputs_now, settings.colony_name)
+                                               if a.uri not in known)]
+
+    def _check_outlets(self, settings: "Settings") -> None:
+        """A colonyfs outlet must be this job's result label in this colony: refused before anything is sent."""
+        from pollinator_airflow.assets import outlet_labels
+
+        from pollinator.spec import labels
+
+        outlets = outlet_labels(self.outlets)
+        if not outlets or self._job is None or self._job.options is None:
+            return
+        options = self._job.options  # the job's result label ("latest" with per-run results)
+        wanted = {options.result_label or labels(options.name).result}
+        for asset, colony, label in outlets:
+            if colony != settings.colony_name or label not in wanted:
+                raise ValueError(f"outlet {asset.uri}: this task writes its results to "
+                                 f"colonyfs://{settings.colony_name}{sorted(wanted)[0]}; give that asset "
+                                 "(or set result_label= to the asset's label)")
+
+    def _emit_assets(self, result: "JobResult", context: "Context") -> None:
+        """On success: each colonyfs outlet gets an event whose extra pins this run's result snapshot."""
+        from pollinator_airflow.assets import outlet_labels
+
+        outlets = outlet_labels(self.outlets)
+        if not outlets or not result.ok or not result.result_snapshot_id:
+            return
+        events = context.get("outlet_events")
+        if events is None:
+            self.log.warning("no outlet_events in the context: asset events not emitted")
+            return
+        record = result.pin_record()
+        for asset, _colony, _label in outlets:
+            events[asset].extra.update(record)
+        self.log.info("Result snapshot %s (%d files) emitted to %s", result.result_snapshot_id,
+                      record["files_total"], ", ".join(a.uri for a, _c, _l in outlets))
 
     def _earlier_tokens(self, context: "Context") -> list[str]:
         """Every earlier try's token, newest first: a try whose worker died may have left its process running
@@ -308,12 +362,14 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         if self.process_id != process_id:
             self._announce(process_id, context)  # the re-attach path skips submit_job
         self._result = self._outcome(process_id, self._on_log)
+        self._emit_assets(self._result, context)
         return self.xcom_value(self._result, context)
 
     def get_job_result(self, external_id: Any, context: "Context") -> Any:
         if self._result is None or self._result.process_id != str(external_id):
             self.process_id = self.process_id or str(external_id)
             self._result = self._outcome(str(external_id), None)
+        self._emit_assets(self._result, context)
         return self.xcom_value(self._result, context)
 
     # -- Airflow entry points --------------------------------------------------------------------------

@@ -77,5 +77,11 @@ def get_provider_info() -> dict[str, Any]:
             },
         }],
         "extra-links": ["pollinator_airflow.links.PollinatorProcessLink"],
+        "asset-uris": [{
+            "schemes": ["colonyfs"],
+            "handler": "pollinator_airflow.assets.sanitize_uri",
+            "factory": "pollinator_airflow.assets.create_asset",
+            "to_openlineage_converter": "pollinator_airflow.assets.convert_asset_to_openlineage",
+        }],
         "task-decorators": [{"name": "pollinator", "class-name": "pollinator_airflow.decorators.pollinator_task"}],
     }

@@ -43,6 +43,18 @@ class JobResult(BaseModel):
                                "before results were pinned): mount its result_label instead")
         return pinned(self.result_label, self.result_snapshot_id)
 
+    def pin_record(self, max_files: int = 1000) -> dict[str, Any]:
+        """What a pinned result is to other systems (an Airflow asset event's ``extra``, Prefect asset
+        metadata, lineage facets): JSON, no secrets; ``input`` is the value that mounts exactly these files.
+
+        At most ``max_files`` files are listed (``files_total`` says how many there are).
+        """
+        files = [f.model_dump() for f in self.result_snapshot_files]
+        return {"snapshot_id": self.result_snapshot_id, "label": self.result_label, "input": self.pinned_input(),
+                "latest_label": getattr(self, "latest_label", ""), "run_id": getattr(self, "run_id", ""),
+                "process_id": self.process_id, "files": files[:max_files],
+                "files_total": len(files)}
+
     @property
     def ok(self) -> bool:
         return self.state == "SUCCESS"

@@ -1,0 +1,84 @@
+"""End-to-end: the asset example DAGs (example_dags/asset_*.py) chained by a colonyfs:// Asset.
+
+``assetrun.py`` runs, in one Airflow process against the local colony: the upstream DAG (``dag.test()``),
+the scheduler's own asset-triggered run creation for the downstream DAG, the upstream again (its label now
+holds other files), then the downstream run. The downstream job must read byte-identical files from the
+snapshot pinned by the event that triggered it, not the label's newer files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pollinator.cfs import CFS
+from pollinator.pins import parse_input
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def chained(airflow_env, colony_env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("asset-runs")
+    dags_dir = Path(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"])
+    for name in ("asset_preprocess.py", "asset_train.py"):
+        shutil.copy(ROOT / "example_dags" / name, dags_dir / name)
+    uri = f"colonyfs://{colony_env['COLONIES_COLONY_NAME']}/pollinator/asset_prep/result"
+    env = {**airflow_env, "PYTHONPATH": f"{HERE}:{airflow_env['PYTHONPATH']}",
+           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}  # a paused DAG is not queued by asset events
+    done = subprocess.run([sys.executable, str(HERE / "assetrun.py"), str(out),
+                           f"{dags_dir / 'asset_preprocess.py'}:asset_preprocess",
+                           f"{dags_dir / 'asset_train.py'}:asset_train", uri],
+                          env=env, capture_output=True, text=True, timeout=1200, cwd=out)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    report = json.loads((out / "report.json").read_text())
+    logs = {p.stem: p.read_text(errors="replace") for p in out.glob("*.log")}
+    assert "error" not in report, report.get("error", "") + "\n".join(v[-3000:] for v in logs.values())
+    return report, logs
+
+
+def _snapshot_bytes(settings, snapshot_id: str, name: str, where: Path) -> bytes:
+    with settings.client() as client:
+        CFS(client, settings.require_s3()).download_snapshot(snapshot_id, where)
+    return (where / name).read_bytes()
+
+
+def test_the_upstream_emits_an_asset_event_pinning_its_result_snapshot(chained):
+    report, logs = chained
+    assert report["upstream1"]["tasks"]["preprocess"]["state"] == "success", logs["upstream1"][-4000:]
+    [event] = report["events_after_1"]
+    extra = event["extra"]
+    xcom = report["upstream1"]["xcoms"]["preprocess"]["return_value"]
+    assert extra["snapshot_id"] == xcom["result_snapshot_id"] and extra["label"] == xcom["result_label"]
+    assert [f["path"] for f in extra["files"]] == ["train.csv"] and extra["files"][0]["size"] > 0
+    assert parse_input(extra["input"]) == (extra["label"], extra["snapshot_id"])
+    assert report["queued_after_1"] >= 1  # Airflow queued the DAG scheduled on the asset
+
+
+def test_the_downstream_mounts_the_triggering_snapshot_after_the_label_was_overwritten(chained, settings,
+                                                                                        tmp_path):
+    report, logs = chained
+    first, second = report["events_after_2"]
+    assert report["upstream2"]["tasks"]["preprocess"]["state"] == "success", logs["upstream2"][-4000:]
+    assert first["extra"]["snapshot_id"] != second["extra"]["snapshot_id"]
+    down = report["downstream"]
+    assert down["tasks"]["train"]["state"] == "success", logs["downstream"][-6000:]
+    train = down["xcoms"]["train"]["return_value"]
+
+    pinned = _snapshot_bytes(settings, first["extra"]["snapshot_id"], "train.csv", tmp_path / "first")
+    newer = _snapshot_bytes(settings, second["extra"]["snapshot_id"], "train.csv", tmp_path / "second")
+    assert pinned != newer  # the label really changed in between
+    read = _snapshot_bytes(settings, train["result_snapshot_id"], "trained_on.csv", tmp_path / "read")
+    assert read == pinned  # byte-identical to what the triggering run wrote
+
+    with settings.client() as client:
+        spec = client.get_process(train["process_id"]).spec
+    mount = next(m for m in spec.fs.snapshots if m.dir.endswith("/inputs/prep"))
+    assert mount.snapshotid == first["extra"]["snapshot_id"] and mount.keepsnapshot
+    assert "train: slope=" in logs["downstream"]
