@@ -54,6 +54,9 @@ LABEL_ROOT = "/pollinator"
 GO_LABEL = "test_label"  # what the Go tool puts in FunctionSpec.label
 DEFAULT_PRIORITY = 5
 MAX_WAIT_TIME = -1  # wait for an executor forever, as Go does
+RUN_ID_ENV = "POLLINATOR_RUN_ID"  # the run's id, in every per-run spec
+RESULT_DIR_ENV = "POLLINATOR_RESULT_DIR"  # where the job writes its results (the run's own result dir)
+RUN_FILES_ENV = "POLLINATOR_RUN_FILES"  # the run's own small files (launcher, call file), read-only
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,70 @@ def run_dir(project_name: str, run_id: str) -> str:
     return f"{LABEL_ROOT}/{_checked_name(project_name)}/runs/{run_id}"
 
 
+@dataclass(frozen=True)
+class RunLabels:
+    """One run's own labels ``/pollinator/<p>/runs/<run_id>/...``, which are also its directories on the executor.
+
+    Only this run writes under them, so nothing another run uploads can change
+    what this run executes (its ``src`` snapshot, ``data`` snapshot and ``files``)
+    or returns (its ``result``). Executors share one fs dir between processes,
+    so the run's directories there are per run too: ``$PROJECT_DIR`` is
+    ``/cfs`` + :attr:`base`, and ``$PROJECT_DIR/data``, ``$PROJECT_DIR/result``
+    and ``$PROJECT_DIR/<snapshot>/src`` keep the places a Go-style project uses.
+    """
+
+    base: str
+
+    @property
+    def src(self) -> str:
+        return f"{self.base}/src"
+
+    @property
+    def data(self) -> str:
+        return f"{self.base}/data"
+
+    @property
+    def result(self) -> str:
+        return f"{self.base}/result"
+
+    @property
+    def files(self) -> str:
+        return f"{self.base}/files"
+
+    @property
+    def project_dir(self) -> str:
+        return f"{CFS_MOUNT}{self.base}"
+
+    def src_dir(self, snapshot_id: str) -> str:
+        return f"{self.base}/{_checked_snapshot(snapshot_id)}/src"
+
+    def input_dir(self, name: str) -> str:
+        return f"{self.base}/inputs/{name}"
+
+
+def run_labels(project_name: str, run_id: str) -> RunLabels:
+    """The labels of run ``run_id`` of project ``project_name`` (see :class:`RunLabels`)."""
+    return RunLabels(base=run_dir(project_name, run_id))
+
+
+@dataclass(frozen=True)
+class RunMounts:
+    """What :func:`build_spec` needs to lay a run out per run (see :class:`RunLabels`)."""
+
+    run_id: str
+    data_snapshot_id: Optional[str] = None
+    files_snapshot_id: Optional[str] = None
+
+
 def project_dir(project_name: str) -> str:
     """The project directory on the executor (``$PROJECT_DIR``)."""
     return f"{CFS_MOUNT}{LABEL_ROOT}/{_checked_name(project_name)}"
 
 
-def source_path(project_name: str, snapshot_id: str, source: str) -> str:
+def source_path(project_name: str, snapshot_id: str, source: str, run_id: Optional[str] = None) -> str:
     """Where ``cfs/src/<source>`` appears on the executor: inside the mounted src snapshot."""
+    if run_id is not None:
+        return f"{CFS_MOUNT}{run_labels(project_name, run_id).src_dir(snapshot_id)}/{source}"
     return f"{project_dir(project_name)}/{_checked_snapshot(snapshot_id)}/src/{source}"
 
 
@@ -114,6 +174,7 @@ def build_spec(
     label: str = GO_LABEL,
     max_retries: int = DEFAULT_MAX_RETRIES,
     priority: int = DEFAULT_PRIORITY,
+    run: Optional[RunMounts] = None,
 ) -> FunctionSpec:
     """The one spec builder: projects and inline jobs both end here.
 
@@ -125,6 +186,13 @@ def build_spec(
     no limit (sent as :data:`pollinator.resources.NO_LIMIT_WALLTIME`). Empty
     cpu/mem get the documented defaults. Bad values raise :class:`ProjectError`
     naming the field before anything is sent.
+
+    ``run=None`` gives the Go tool's exact spec (shared ``src`` snapshot,
+    ``result`` and ``data`` sync dirs). With ``run`` every mount is the run's
+    own (:class:`RunLabels`): the src snapshot, a data snapshot, the run files
+    snapshot (``$POLLINATOR_RUN_FILES``) and a result sync dir
+    (``$POLLINATOR_RESULT_DIR`` = ``$PROJECT_DIR/result``); ``POLLINATOR_RUN_ID``
+    names the run.
     """
     name = _checked_name(project_name)
     lab = labels(name)
@@ -142,8 +210,15 @@ def build_spec(
     if names is not None and any(not n for n in names):
         raise ProjectError(f"executor_names {names!r} holds an empty name")
 
-    env_map = {"PROJECT_DIR": project_dir(name)}
+    rl = run_labels(name, run.run_id) if run is not None else None
+    env_map = {"PROJECT_DIR": rl.project_dir if rl else project_dir(name)}
+    if rl is not None and run is not None:
+        env_map.update({RUN_ID_ENV: run.run_id, RESULT_DIR_ENV: f"{CFS_MOUNT}{rl.result}"})
+        if run.files_snapshot_id is not None:
+            env_map[RUN_FILES_ENV] = f"{CFS_MOUNT}{rl.files}"
     for key, value in (env or {}).items():
+        if rl is not None and key in (RUN_ID_ENV, RESULT_DIR_ENV, RUN_FILES_ENV):
+            raise ProjectError(f"env may not set {key}: Pollinator sets it to this run's own value")
         if key == "PROJECT_DIR":
             raise ProjectError("env may not set PROJECT_DIR: Pollinator sets it to where the project is synced")
         if not key or "=" in key or "\0" in key:
@@ -151,16 +226,29 @@ def build_spec(
         env_map[str(key)] = str(value)
 
     snapshots: list[SnapshotMount] = []
-    if snapshot_id is not None:
-        snap = _checked_snapshot(snapshot_id)
-        snapshots.append(SnapshotMount(snapshotid=snap, label=lab.src, dir=f"{LABEL_ROOT}/{name}/{snap}/src",
-                                       keepfiles=True, keepsnapshot=True))
-    snapshots.extend(extra_snapshot_mounts)
-    dirs = [
-        _sync_dir(lab.result, keepfiles=False, start_keeplocal=False, close_keeplocal=True),
-        _sync_dir(lab.data, keepfiles=True, start_keeplocal=False, close_keeplocal=False),
-        *extra_sync_dirs,
-    ]
+    if rl is not None and run is not None:
+        # the run's own dirs are removed after it (keepfiles false); the snapshots stay, pinning what it ran on
+        if snapshot_id is not None:
+            snapshots.append(SnapshotMount(snapshotid=_checked_snapshot(snapshot_id), label=rl.src,
+                                           dir=rl.src_dir(snapshot_id), keepfiles=False, keepsnapshot=True))
+        for snap_id, own in ((run.data_snapshot_id, rl.data), (run.files_snapshot_id, rl.files)):
+            if snap_id is not None:
+                snapshots.append(SnapshotMount(snapshotid=_checked_snapshot(snap_id), label=own, dir=own,
+                                               keepfiles=False, keepsnapshot=True))
+        snapshots.extend(extra_snapshot_mounts)
+        dirs = [_sync_dir(rl.result, keepfiles=False, start_keeplocal=False, close_keeplocal=True),
+                *extra_sync_dirs]
+    else:
+        if snapshot_id is not None:
+            snap = _checked_snapshot(snapshot_id)
+            snapshots.append(SnapshotMount(snapshotid=snap, label=lab.src, dir=f"{LABEL_ROOT}/{name}/{snap}/src",
+                                           keepfiles=True, keepsnapshot=True))
+        snapshots.extend(extra_snapshot_mounts)
+        dirs = [
+            _sync_dir(lab.result, keepfiles=False, start_keeplocal=False, close_keeplocal=True),
+            _sync_dir(lab.data, keepfiles=True, start_keeplocal=False, close_keeplocal=False),
+            *extra_sync_dirs,
+        ]
 
     wall, maxexectime = _with_staging_allowance(res.walltime, res.maxexectime, env_map)
     kwargs = {

@@ -372,20 +372,22 @@ class CFS:
 
         def run(tracker: Tracker) -> None:
             try:
-                self._upload(full, lp.label, pf, where, tracker, cache, rel)
+                record = self._upload(full, lp.label, pf, where, tracker, cache, rel)
             except (PollinatorError, _Cancelled):
                 raise
             except Exception as exc:
                 raise SyncError(f"cannot upload {where}: {describe_error(exc)}") from exc
             with self._lock:
+                report.records.append(RemoteFile(label=lp.label, name=pf.name, size=pf.size,
+                                                 checksum=record.checksum, s3_object=record.ref.s3object.object))
                 report.uploaded.append(where)
                 report.bytes_uploaded += pf.size
 
         return run
 
     def _upload(self, full: Path, label: str, pf: PlannedFile, where: str, tracker: Tracker,
-                cache: Optional[StatCache] = None, rel: str = "") -> None:
-        """Bytes to S3 first, then the record (a record never points at a missing object).
+                cache: Optional[StatCache] = None, rel: str = "") -> File:
+        """Bytes to S3 first, then the record (a record never points at a missing object); returns the record.
 
         ``pf.checksum`` is empty when planning deferred the hash: it is then taken
         from the bytes as they are read for the upload.
@@ -429,8 +431,28 @@ class CFS:
                 checksum = reader.digest(pf.size) or sha256_file(full)
         if not pf.checksum and cache is not None and rel:
             cache.remember(rel, st, checksum, started_ns=started)
-        self._add_file(self._record(label, pf.model_copy(update={"checksum": checksum}), key), where)
+        record = self._record(label, pf.model_copy(update={"checksum": checksum}), key)
+        self._add_file(record, where)
         tracker.file_done(pf.size if pf.size < self.store.multipart_threshold else 0)
+        return record
+
+    def register(self, label: str, name: str, size: int, checksum: str, s3_object: str) -> File:
+        """Add a record for bytes already in S3 (another label's object): a new revision, nothing uploaded."""
+        check_name(name, label=label)
+        pf = PlannedFile(name=name, size=size, checksum=checksum)
+        return self._add_file(self._record(normalize_label(label), pf, s3_object), f"{label}/{name}")
+
+    def put_bytes(self, label: str, name: str, data: bytes) -> File:
+        """Upload ``data`` as file ``name`` of ``label`` (small files: one request, then the record)."""
+        check_name(name, label=label)
+        key = crypto.random_id()
+        if data:
+            self._ensure_bucket()
+            try:
+                self.store.put_small(key, data)
+            except Exception as exc:
+                raise SyncError(f"cannot upload {label}/{name}: {describe_error(exc)}") from exc
+        return self.register(label, name, len(data), sha256_bytes(data), key)
 
     def _record(self, label: str, pf: PlannedFile, key: str) -> File:
         s3 = self.s3_settings

@@ -45,6 +45,9 @@ class LabelPlan(BaseModel):
     upload: list[PlannedFile] = Field(default_factory=list)
     download: list[PlannedFile] = Field(default_factory=list)
     conflicts: list[PlannedFile] = Field(default_factory=list)
+    # identical on both sides (with the server's S3 object): nothing to move, but a per-run label built from
+    # this plan points at them (see pollinator.cfs.pin); left out of dumps, a dry run shows what moves
+    same: list[PlannedFile] = Field(default_factory=list, exclude=True)
 
     @property
     def is_empty(self) -> bool:
@@ -116,6 +119,8 @@ class SyncReport(BaseModel):
     bytes_uploaded: int = 0
     bytes_downloaded: int = 0
     seconds: float = 0.0
+    # label, name, size, checksum and S3 object of every record this apply registered (uploads)
+    records: list[RemoteFile] = Field(default_factory=list, exclude=True)
 
     @property
     def files(self) -> int:
@@ -152,6 +157,7 @@ def plan_label(label: str, rel_dir: str, local: Mapping[str, LocalFile], remote:
         lf = local[name]
         rf: Optional[RemoteFile] = remote.get(name)
         if rf is not None and rf.checksum == lf.checksum:
+            lp.same.append(PlannedFile(name=name, size=rf.size, checksum=rf.checksum, s3_object=rf.s3_object))
             continue
         if rf is None or keep_local:
             up = PlannedFile(name=name, size=lf.size, checksum=lf.checksum, mtime_ns=lf.mtime_ns, inode=lf.inode)

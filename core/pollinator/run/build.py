@@ -8,7 +8,8 @@ changes between the preview a user reads and the spec the server stores.
 
 The low-level Go-shaped builder is :func:`pollinator.spec.build_spec`; this
 module decides what a Pollinator job adds to it (result dir, inputs, run id,
-token, label).
+token, label). Every mount of a job is its run's own (``/pollinator/<name>/runs/<run_id>/``,
+see :mod:`pollinator.run.layout`), so concurrent runs of one job never mix.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from pollinator import spec as specs
-from pollinator.colonies.models import ConflictResolution, FunctionSpec, OnClose, SnapshotMount, SyncDirMount
+from pollinator.colonies.models import FunctionSpec, SnapshotMount
 from pollinator.errors import ProjectError
 from pollinator.pins import parse_input
 from pollinator.run import returns
 from pollinator.run.options import JobOptions
 from pollinator.run.token import TOKEN_ENV, token_label
 
-RUN_ID_ENV = "POLLINATOR_RUN_ID"
-RESULT_DIR_ENV = "POLLINATOR_RESULT_DIR"
+RUN_ID_ENV = specs.RUN_ID_ENV
+RESULT_DIR_ENV = specs.RESULT_DIR_ENV
 INPUT_ENV_PREFIX = "POLLINATOR_INPUT_"
+LATEST_ENV = "POLLINATOR_LATEST_LABEL"  # the shared "latest successful" label the run is added to
 
 PLACEHOLDER_SNAPSHOT = "<snapshot>"
+PLACEHOLDER_DATA_SNAPSHOT = "<data snapshot>"
+PLACEHOLDER_FILES_SNAPSHOT = "<run files snapshot>"
 PLACEHOLDER_RUN_ID = "<run_id>"
 PLACEHOLDER_TOKEN = "<token>"
 PLACEHOLDER_TOKEN_LABEL = "pollinator:<token-hash>"
@@ -49,6 +53,8 @@ class RunContext:
 
     run_id: str = PLACEHOLDER_RUN_ID
     snapshot_id: str = PLACEHOLDER_SNAPSHOT
+    data_snapshot_id: str = PLACEHOLDER_DATA_SNAPSHOT
+    files_snapshot_id: str = PLACEHOLDER_FILES_SNAPSHOT
     input_snapshots: Mapping[str, str] = field(default_factory=dict)
     token: Optional[str] = None
 
@@ -65,7 +71,8 @@ class RunContext:
 
     def replacements(self, inputs: Mapping[str, str]) -> dict[str, str]:
         """placeholder -> value for every value this context knows (placeholders it keeps are left out)."""
-        pairs = {PLACEHOLDER_RUN_ID: self.run_id, PLACEHOLDER_SNAPSHOT: self.snapshot_id}
+        pairs = {PLACEHOLDER_RUN_ID: self.run_id, PLACEHOLDER_SNAPSHOT: self.snapshot_id,
+                 PLACEHOLDER_DATA_SNAPSHOT: self.data_snapshot_id, PLACEHOLDER_FILES_SNAPSHOT: self.files_snapshot_id}
         if self.token is not None:
             pairs[PLACEHOLDER_TOKEN] = self.token
             pairs[PLACEHOLDER_TOKEN_LABEL] = self.label
@@ -74,52 +81,61 @@ class RunContext:
         return {k: v for k, v in pairs.items() if k != v}
 
 
-def result_label(options: JobOptions) -> str:
-    """Where the job's results go: ``result_label`` if set, else the project's Go result label."""
+def result_label(options: JobOptions, run_id: str = PLACEHOLDER_RUN_ID) -> str:
+    """Where the run's results go: its own label ``/pollinator/<name>/runs/<run_id>/result``."""
+    return specs.run_labels(options.name, run_id).result
+
+
+def latest_label(options: JobOptions) -> str:
+    """The shared "latest successful" label: ``result_label`` if set, else the project's Go result label."""
     return options.result_label or specs.labels(options.name).result
 
 
-def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunContext] = None) -> FunctionSpec:
+def has_data(options: JobOptions) -> bool:
+    """A data dir is mounted (as the run's own snapshot) whenever it exists, empty or not."""
+    return bool(options.data_dir and Path(options.data_dir).is_dir())
+
+
+def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunContext] = None, *,
+                   run_files: bool = False) -> FunctionSpec:
     """The function spec of ``options`` for the run ``ctx`` (default: a preview, all placeholders).
 
-    Bad values raise :class:`ProjectError` naming the field, before anything is uploaded or sent.
+    ``run_files``: the run has small files of its own (``Job.run_files``), mounted at
+    ``$POLLINATOR_RUN_FILES``. Bad values raise :class:`ProjectError` naming the field,
+    before anything is uploaded or sent.
     """
     o, ctx = options, ctx or RunContext()
     _refuse_placeholders(o)
     has_src = bool(o.src_dir and Path(o.src_dir).is_dir())
+    run = specs.run_labels(o.name, ctx.run_id)
     args = list(o.args)
     if o.source:
         if not has_src:
             raise ProjectError(f"source={o.source!r} needs a src_dir holding it")
-        args = [specs.source_path(o.name, ctx.snapshot_id, o.source), *args]
+        args = [specs.source_path(o.name, ctx.snapshot_id, o.source, run_id=ctx.run_id), *args]
     env = dict(o.env)
     mounts: list[SnapshotMount] = []
     for name, value in o.inputs.items():
-        rel = f"{specs.run_dir(o.name, ctx.run_id)}/inputs/{name}"
+        rel = run.input_dir(name)
         ref = parse_input(value)
         # a label's snapshot is made for this run and dropped after it; a pinned snapshot is someone's result
         # (another run's, an asset event's): mount it and keep it
         mounts.append(SnapshotMount(snapshotid=ref.snapshot_id or ctx.input_snapshot(name), label=ref.label,
                                     dir=rel, keepfiles=False, keepsnapshot=ref.is_pinned))
         env[f"{INPUT_ENV_PREFIX}{name.upper()}"] = f"{specs.CFS_MOUNT}{rel}"
-    results = result_label(o)
-    extra_dirs = []
-    if results != specs.labels(o.name).result:
-        # results go back through a sync dir that keeps the executor's files on close, as Go's result dir
-        extra_dirs.append(SyncDirMount(label=results, dir=results, keepfiles=False,
-                                       onconflicts=ConflictResolution(onclose=OnClose(keeplocal=True))))
-    env[RESULT_DIR_ENV] = f"{specs.CFS_MOUNT}{results}"
-    env[returns.RETURN_ENV] = returns.return_path(env[RESULT_DIR_ENV])
+    env[returns.RETURN_ENV] = returns.return_path(f"{specs.CFS_MOUNT}{run.result}")
+    env[LATEST_ENV] = latest_label(o)
     if ctx.token is not None:
         env[TOKEN_ENV] = ctx.token
-    env[RUN_ID_ENV] = ctx.run_id
+    mounts_of_run = specs.RunMounts(ctx.run_id, ctx.data_snapshot_id if has_data(o) else None,
+                                    ctx.files_snapshot_id if run_files else None)
     return specs.build_spec(
         colony_name, project_name=o.name, snapshot_id=ctx.snapshot_id if has_src else None, image=o.image,
         cmd=o.cmd, args=args, env=env, executor_names=o.executor_names, executor_type=o.executor_type,
         nodes=o.nodes, processes_per_node=o.processes_per_node, cpu=o.cpu, mem=o.mem, gpu_count=o.gpu_count,
         gpu_name=o.gpu_name, walltime=o.walltime, init_cmd=o.init_cmd, rebuild_image=o.rebuild_image,
-        extra_snapshot_mounts=mounts, extra_sync_dirs=extra_dirs, max_retries=o.max_retries,
-        priority=o.priority, label=ctx.label)
+        extra_snapshot_mounts=mounts, max_retries=o.max_retries, priority=o.priority, label=ctx.label,
+        run=mounts_of_run)
 
 
 def fill(preview: FunctionSpec, ctx: RunContext, inputs: Mapping[str, str] = {}) -> FunctionSpec:
@@ -141,7 +157,8 @@ def fill(preview: FunctionSpec, ctx: RunContext, inputs: Mapping[str, str] = {})
     return FunctionSpec.model_validate(sub(preview.to_wire()))
 
 
-_PLACEHOLDER = re.compile(r"<(snapshot|run_id|token|token-hash|snapshot of input [A-Za-z0-9_]+)>")
+_PLACEHOLDER = re.compile(r"<(snapshot|data snapshot|run files snapshot|run_id|token|token-hash|"
+                          r"snapshot of input [A-Za-z0-9_]+)>")
 
 
 def _refuse_placeholders(o: JobOptions) -> None:

@@ -46,10 +46,14 @@ class Connections:
 
     A :class:`Job` hands its connections to the handle it submits, so the
     upload and the follow share one client; closing either closes them once.
+    The sync client and the CFS are leased from :mod:`pollinator.run.shared`:
+    every run of one process with the same settings uses the same pair (100
+    mapped tasks, one connection pool), closed when the last run closes.
     """
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._lease: Optional[Any] = None
         self._client: Optional["ColoniesClient"] = None
         self._aclient: Optional["AsyncColoniesClient"] = None
         self._aclient_loop: Optional[asyncio.AbstractEventLoop] = None
@@ -58,7 +62,10 @@ class Connections:
     @property
     def client(self) -> "ColoniesClient":
         if self._client is None:
-            self._client = self.settings.client()
+            from pollinator.run import shared
+
+            self._lease = shared.acquire(self.settings)
+            self._client = self._lease.client
         return self._client
 
     @property
@@ -74,9 +81,8 @@ class Connections:
     @property
     def cfs(self) -> "CFS":
         if self._cfs is None:
-            from pollinator.cfs import CFS
-
-            self._cfs = CFS(self.client, self.settings.require_s3())
+            self.client  # noqa: B018 - takes the lease
+            self._cfs = self._lease.cfs
         return self._cfs
 
     def _drop_aclient(self) -> None:
@@ -94,12 +100,10 @@ class Connections:
             log.debug("could not close the async client: %s", exc)
 
     def close(self) -> None:
-        cfs, self._cfs = self._cfs, None
-        if cfs is not None:
-            cfs.close()
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        lease, self._lease = self._lease, None
+        self._cfs = self._client = None
+        if lease is not None:
+            lease.release()  # closes the shared client and CFS with their last user
         self._drop_aclient()
 
     async def aclose_async_client(self) -> None:
@@ -295,7 +299,8 @@ class ProcessHandle:
         if process.assignedexecutorid:
             names = {e.executorid: e.executorname for e in self.client.get_executors() or []}
             executor = names.get(process.assignedexecutorid, "")
-        return JobResult.from_process(process, result_label=self.result_label,
+        return JobResult.from_process(process, result_label=self.result_label, run_id=self.run_id,
+                                      latest_label=self.latest_label,
                                       result_dir=str(self.result_dir or ""),
                                       dashboard_url=self.settings.process_url(process.processid), executor=executor)
 
@@ -310,7 +315,10 @@ class ProcessHandle:
         """
         process = self.wait()
         failed = self.exit_failure() if process.state == ProcessState.SUCCESS else None
-        files = self.fetch_results() if process.state == ProcessState.SUCCESS and failed is None else []
+        ok = process.state == ProcessState.SUCCESS and failed is None
+        if ok:
+            self.publish_latest()
+        files = self.fetch_results() if ok else []
         result = self.result().model_copy(update={"result_files": files})
         if failed is not None:
             message, code = failed
@@ -335,6 +343,19 @@ class ProcessHandle:
         from pollinator.run.pinned import pin_result
 
         return pin_result(self.cfs, self.result_label, self.process_id)
+
+    @property
+    def latest_label(self) -> str:
+        """The shared "latest successful" label this run is added to after success ("" if none)."""
+        from pollinator.run.layout import latest_label_of
+
+        return latest_label_of(self._spec_process().spec)
+
+    def publish_latest(self) -> list[str]:
+        """Add this successful run's result files to its "latest" label (see :mod:`pollinator.run.layout`)."""
+        from pollinator.run.layout import publish_latest
+
+        return publish_latest(self.cfs, self.result_label, self.latest_label)
 
     def exit_failure(self) -> Optional[tuple[str, Optional[int]]]:
         """Why a SUCCESS is not one, from the launcher's exit record (None: it is, or the run has no launcher).

@@ -16,6 +16,7 @@ job (``follow``, ``afollow``, ``wait``, ``cancel``, ``is_final``,
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional, Sequence
 
@@ -32,7 +33,9 @@ from pollinator.run.build import (
     build_job_spec,
     fill,
 )
+from pollinator.run.build import latest_label as options_latest_label
 from pollinator.run.build import result_label as options_result_label
+from pollinator.run import layout
 from pollinator.run.discovery import Discovery
 from pollinator.run.handle import Connections, LogHandler, ProcessHandle
 from pollinator.run.options import JobOptions
@@ -64,6 +67,10 @@ class Job:
                  project: Optional["Project"] = None, process_id: Optional[str] = None):
         self.settings = settings
         self._preview: Optional[FunctionSpec] = None
+        self._preview_files: bool = False  # whether the cached preview mounts run files
+        # small per-run files (name -> bytes), uploaded into this run's own label at submit and mounted
+        # read-only at $POLLINATOR_RUN_FILES/<name> (see pollinator.run.layout); set before submit()
+        self.run_files: dict[str, bytes] = {}
         self._options = options
         self.project = project
         self.token = token
@@ -107,7 +114,7 @@ class Job:
 
     def _bind_handle(self, process_id: str, process: Optional[Process] = None) -> ProcessHandle:
         """The handle of ``process_id``; what it knows of the run comes from our options when we have them."""
-        label = self.result_label if self.options is not None else ""
+        label = self.result_label if self.options is not None and self.run_id else ""  # else: from the spec
         result_dir = self.options.result_dir if self.options is not None else None
         self.handle = ProcessHandle(self.settings, process_id, result_dir=result_dir, result_label=label,
                                     run_id=self.run_id, process=process, connections=self.connections)
@@ -174,9 +181,15 @@ class Job:
 
     @property
     def result_label(self) -> str:
-        if self.options is None:
+        """Where this run's results land: its own label, only it writes there (see pollinator.run.layout)."""
+        if self.options is None or (self.handle is not None and not self.run_id):
             return self._require_handle().result_label
-        return options_result_label(self.options)
+        return options_result_label(self.options, self.run_id or PLACEHOLDER_RUN_ID)
+
+    @property
+    def latest_label(self) -> str:
+        """The shared "latest successful" label the run's results are added to after success."""
+        return options_latest_label(self._opts)
 
     @property
     def result_dir(self) -> Optional[Path]:
@@ -191,22 +204,35 @@ class Job:
         Built once per job (the options are frozen) and checked: a bad value
         raises :class:`ProjectError` before anything is written, uploaded or sent.
         """
-        if self._preview is None:
+        layout.check_run_files(self.run_files)
+        if self._preview is None or self._preview_files != bool(self.run_files):
             ctx = RunContext(token=PLACEHOLDER_TOKEN if self.token is not None else None)
-            self._preview = build_job_spec(self.settings.colony_name, self._opts, ctx)
+            self._preview_files = bool(self.run_files)
+            self._preview = build_job_spec(self.settings.colony_name, self._opts, ctx,
+                                           run_files=self._preview_files)
         return self._preview
 
-    def spec(self, snapshot_id: Optional[str] = DRY_RUN_SNAPSHOT, input_snapshots: Optional[dict[str, str]] = None
-             ) -> FunctionSpec:
-        """The spec as it is sent: :meth:`preview` with the values known so far filled in."""
+    def spec(self, snapshot_id: Optional[str] = DRY_RUN_SNAPSHOT, input_snapshots: Optional[dict[str, str]] = None,
+             staged: Optional[layout.Staged] = None) -> FunctionSpec:
+        """The spec as it is sent: :meth:`preview` with the values known so far filled in.
+
+        ``staged``: the run's own snapshots (src, data, run files) from :func:`pollinator.run.layout.stage`.
+        """
         token = self.token if self.token not in (None, PLACEHOLDER_TOKEN) else None
+        if staged is not None:
+            snapshot_id = staged.src_snapshot or snapshot_id
         ctx = RunContext(run_id=self.run_id or PLACEHOLDER_RUN_ID, snapshot_id=snapshot_id or PLACEHOLDER_SNAPSHOT,
                          input_snapshots=dict(input_snapshots or {}), token=token)
+        if staged is not None:
+            ctx = replace(ctx, data_snapshot_id=staged.data_snapshot or ctx.data_snapshot_id,
+                          files_snapshot_id=staged.files_snapshot or ctx.files_snapshot_id)
         return fill(self.preview(), ctx, self._opts.inputs)
 
     # -- submit --------------------------------------------------------------------------
     def submit(self, reattach: bool = True, *, earlier_tokens: Sequence[Optional[str]] = ()) -> str:
-        """Upload src/data, snapshot src, submit; returns the process id and records :attr:`handle`.
+        """Stage the run's own src/data/run files and snapshots, submit; returns the process id.
+
+        Records :attr:`handle`.
 
         With a token, a process submitted earlier with the same token (or one
         of ``earlier_tokens``: an earlier try's, newest first) that is waiting,
@@ -229,15 +255,11 @@ class Job:
                 return self._bind_handle(existing.processid, existing).process_id
         self.discover()
         self.run_id = crypto.random_id()
-        labels = self.labels
-        snapshot_id = None
-        if o.src_dir and Path(o.src_dir).is_dir():
-            self.cfs.sync(Path(o.src_dir), labels.src, keep_local=True)
-            snapshot_id = self.cfs.create_snapshot(labels.src, crypto.random_id()).snapshotid
-        if o.data_dir and Path(o.data_dir).is_dir():
-            self.cfs.sync(Path(o.data_dir), labels.data, keep_local=True)
+        # this run's own src/data/run files, pinned in labels only it writes (see pollinator.run.layout)
+        staged = layout.stage(self.cfs, o.name, self.run_id, src_dir=o.src_dir, data_dir=o.data_dir,
+                              run_files=self.run_files)
         input_snaps = input_snapshots(self.cfs, o.inputs)
-        spec = self.spec(snapshot_id, input_snaps)
+        spec = self.spec(input_snapshots=input_snaps, staged=staged)
         process = self.client.submit(spec)
         log.info("submitted process %s", process.processid)
         return self._bind_handle(process.processid, process).process_id

@@ -18,11 +18,14 @@ class JobResult(BaseModel):
     state: str = Field(description="SUCCESS, FAILED or CANCELLED")
     output: list[Any] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
-    result_label: str = ""
+    run_id: str = Field("", description="the run's id (POLLINATOR_RUN_ID); its files live under "
+                        "/pollinator/<name>/runs/<run_id>/")
+    result_label: str = Field("", description="this run's own result label (only this run writes there)")
     result_snapshot_id: str = Field("", description="the ColonyFS snapshot freezing this run's result files "
                                     "(set on SUCCESS); mount exactly them with pinned_input()")
     result_snapshot_files: list[ResultFile] = Field(
         default_factory=list, description="the files of result_snapshot_id: path, size, checksum (no .pollinator/)")
+    latest_label: str = Field("", description="the shared label this run's results were added to after success")
     result_dir: str = ""
     result_files: list[str] = Field(default_factory=list)
     dashboard_url: str = ""

@@ -1,0 +1,139 @@
+"""Concurrent runs of one job name never mix (issue 14), through the real local colony.
+
+A sweep submits many runs of one job name at the same time from one process;
+each must execute its own arguments and data and return its own result.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pollinator.run import remote_function_job
+
+
+def square(x: int) -> dict:
+    return {"x": x, "sq": x * x}
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_remote_function_sweep_returns_each_inputs_own_value(settings, round_):
+    name = "sweep-" + os.urandom(3).hex()
+
+    def one(x: int):
+        with remote_function_job(settings, square, (x,), name=name, executor_names=["dev-k8s", "dev-hpc"],
+                                 walltime=120) as job:
+            return job.run().return_value
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        values = list(pool.map(one, range(30)))
+    wrong = [(x, v) for x, v in enumerate(values) if v != {"x": x, "sq": x * x}]
+    assert not wrong, f"{len(wrong)} of 30 runs returned another input's value: {wrong[:5]}"
+
+
+def _inline(settings, name, tmp_path, **kw):
+    from pollinator.run import Job
+
+    fields = dict(name=name, executor_names=["dev-k8s", "dev-hpc"], walltime=120)
+    fields.update(kw)
+    return Job.inline(settings, **fields)
+
+
+def test_run_files_are_mounted_for_the_job_only(settings, tmp_path):
+    """The run-files seam: bytes given as job.run_files reach $POLLINATOR_RUN_FILES of that run alone."""
+    name = "runfiles-" + os.urandom(3).hex()
+    job = _inline(settings, name, tmp_path, result_dir=tmp_path / "out",
+                  cmd="sh -c 'cat $POLLINATOR_RUN_FILES/greeting.txt > $POLLINATOR_RESULT_DIR/seen.txt'")
+    job.run_files["greeting.txt"] = b"hello from this run\n"
+    with job:
+        result = job.run()
+        spec = job.process.spec
+    assert (tmp_path / "out" / "seen.txt").read_bytes() == b"hello from this run\n"
+    assert result.run_id and spec.env["POLLINATOR_RUN_ID"] == result.run_id
+    files_mount = [m for m in spec.fs.snapshots if m.label.endswith("/files")]
+    assert [m.label for m in files_mount] == [f"/pollinator/{name}/runs/{result.run_id}/files"]
+    assert result.result_label == f"/pollinator/{name}/runs/{result.run_id}/result"
+
+
+def test_bad_run_file_name_submits_nothing(settings, tmp_path, client):
+    from pollinator.errors import ProjectError
+
+    job = _inline(settings, "runfiles-bad", tmp_path, cmd="true")
+    job.run_files["../escape"] = b"x"
+    with pytest.raises(ProjectError, match="run_files"):
+        job.submit()
+    assert job.process_id is None
+
+
+def test_concurrent_runs_with_different_data_see_their_own_data(settings, tmp_path):
+    """Same job name, same data file name, different bytes, submitted at once: each reads its own."""
+    name = "data-" + os.urandom(3).hex()
+    n = 8
+
+    def one(i: int) -> str:
+        data = tmp_path / f"data{i}"
+        data.mkdir()
+        (data / "value.txt").write_text(f"value {i}\n")
+        with _inline(settings, name, tmp_path, data_dir=data, result_dir=tmp_path / f"out{i}",
+                     cmd="sh -c 'sleep 0.2; cp $PROJECT_DIR/data/value.txt $POLLINATOR_RESULT_DIR/seen.txt'") as job:
+            job.run()
+        return (tmp_path / f"out{i}" / "seen.txt").read_text()
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        seen = list(pool.map(one, range(n)))
+    assert seen == [f"value {i}\n" for i in range(n)]
+
+
+def test_latest_label_is_published_only_after_success(settings, tmp_path, client):
+    from pollinator.cfs import CFS
+    from pollinator.errors import JobFailed
+
+    name = "latest-" + os.urandom(3).hex()
+    latest = f"/pollinator/{name}/result"
+    write = "echo {v} > $POLLINATOR_RESULT_DIR/out.txt; mkdir -p $POLLINATOR_RESULT_DIR/.pollinator; " \
+            "echo internal > $POLLINATOR_RESULT_DIR/.pollinator/exit.json"
+    with _inline(settings, name, tmp_path, cmd=f"sh -c '{write.format(v='good')}'",
+                 result_dir=tmp_path / "a") as job:
+        ok = job.run()
+    assert ok.result_files == ["out.txt"] and ok.latest_label == latest
+    assert not (tmp_path / "a" / ".pollinator").exists()
+    cfs = CFS(client, settings.require_s3())
+    assert [(f.label, f.name) for f in cfs.list(latest)] == [(latest, "out.txt")]
+    with _inline(settings, name, tmp_path, cmd=f"sh -c '{write.format(v='bad')}; exit 3'", max_retries=1,
+                 result_dir=tmp_path / "b") as job:
+        with pytest.raises(JobFailed) as info:
+            job.run()
+    assert info.value.result.result_label != ok.result_label
+    pulled = tmp_path / "latest"
+    cfs.pull(latest, pulled)
+    assert (pulled / "out.txt").read_text() == "good\n"
+
+
+def test_dry_run_spec_lays_everything_out_per_run(tmp_path):
+    """No colony needed: every mount of the spec is under the run's own dir, PROJECT_DIR included."""
+    from pydantic import SecretStr
+
+    from pollinator.config import Settings
+    from pollinator.run import Job
+
+    src, data = tmp_path / "src", tmp_path / "data"
+    src.mkdir(), data.mkdir()
+    (src / "main.py").write_text("print(1)\n")
+    (data / "x.csv").write_text("1\n")
+    settings = Settings(colony_name="dev", prvkey=SecretStr("1" * 64))
+    job = Job.inline(settings, name="p", cmd="python3", source="main.py", src_dir=src, data_dir=data,
+                     inputs={"prep": "/pollinator/prep/result"})
+    job.run_files["launch.sh"] = b"#!/bin/sh\n"
+    spec = job.spec()
+    base = "/pollinator/p/runs/<run_id>"
+    assert spec.env["PROJECT_DIR"] == "/cfs" + base
+    assert spec.env["POLLINATOR_RESULT_DIR"] == f"/cfs{base}/result"
+    assert spec.env["POLLINATOR_RUN_FILES"] == f"/cfs{base}/files"
+    assert spec.env["POLLINATOR_LATEST_LABEL"] == "/pollinator/p/result"
+    assert spec.kwargs["args"] == [f"/cfs{base}/<snapshot>/src/main.py"]
+    assert [(m.label, m.dir) for m in spec.fs.snapshots] == [
+        (f"{base}/src", f"{base}/<snapshot>/src"), (f"{base}/data", f"{base}/data"),
+        (f"{base}/files", f"{base}/files"), ("/pollinator/prep/result", f"{base}/inputs/prep")]
+    assert [(m.label, m.dir) for m in spec.fs.dirs] == [(f"{base}/result", f"{base}/result")]
