@@ -37,6 +37,7 @@ bench-smoke: $(BIN)/.installed
 	$(BIN)/python benchmarks/sync_throughput.py --small 100 --big-mb 10 --many 500 --huge-mb 20 --repeat 1
 	$(BIN)/python benchmarks/trigger_scale.py --n 10 --seconds 3
 	$(BIN)/python benchmarks/reliability_summary.py --jobs 10 --lines 5 -k "load or secrets"
+	$(BIN)/python benchmarks/fanout.py --n 10
 
 # the wheel and sdist as a user gets them: build, install the wheel (not editable) into a fresh venv, run
 # `pollinator new`/`funcspec`, `pollinator dev` without and with the `local` extra, one echo job (CI runs it)

@@ -117,7 +117,9 @@ def test_operator_dag(runs, colony_env, mode):
     value = xcoms["return_value"]
     assert value["state"] == "SUCCESS" and value["process_id"] == xcoms["process_id"]
     assert value["result_files"] == ["model.txt"]
-    assert value["result_label"] == f"/pollinator/e2e_op_{mode}/result"
+    # the run's own label; the shared one is "latest successful", updated after success
+    assert value["result_label"] == f"/pollinator/e2e_op_{mode}/runs/{value['run_id']}/result"
+    assert value["latest_label"] == f"/pollinator/e2e_op_{mode}/result"
     assert (Path(runs["_results"][0]) / mode / "model.txt").read_text().strip() == "trained"
     assert xcoms["_link_PollinatorProcessLink"].endswith(f"/process?processid={value['process_id']}")
     assert f"{MARK}-{mode}-two" in log and f"{MARK}-{mode}-three" in log  # remote lines in the task log

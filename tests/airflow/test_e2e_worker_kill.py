@@ -73,6 +73,6 @@ def test_killed_worker_reruns_into_the_same_process(airflow_env, client, tmp_pat
     assert f"{mark}-done" in text  # the re-attached run streamed the remote output to the end
     assert "DAGRUN-STATE success" in text
     ours = [p for state in ProcessState for p in client.get_processes(state, count=100) or []
-            if (p.spec.env or {}).get("PROJECT_DIR", "").endswith("/" + dag_id)]
+            if f"/pollinator/{dag_id}/runs/" in (p.spec.env or {}).get("PROJECT_DIR", "")]
     assert [p.processid for p in ours] == [pid], "exactly one process for this task instance"
     assert client.get_process(pid).state == ProcessState.SUCCESS

@@ -137,3 +137,56 @@ def test_dry_run_spec_lays_everything_out_per_run(tmp_path):
         (f"{base}/src", f"{base}/<snapshot>/src"), (f"{base}/data", f"{base}/data"),
         (f"{base}/files", f"{base}/files"), ("/pollinator/prep/result", f"{base}/inputs/prep")]
     assert [(m.label, m.dir) for m in spec.fs.dirs] == [(f"{base}/result", f"{base}/result")]
+
+
+PROJECT_YAML = """projectname: {name}
+conditions:
+  executorNames:
+  - dev-k8s
+  - dev-hpc
+  nodes: 1
+  processesPerNode: 1
+  cpu: 100m
+  mem: 100Mi
+  walltime: 120
+  gpu:
+    count: 0
+environment:
+  docker: python:3.12
+  rebuildImage: false
+  cmd: python3
+  source: main.py
+"""
+
+MAIN = """import os, time
+projdir = os.environ["PROJECT_DIR"]
+value = open(os.path.join(projdir, "data", "value.txt")).read()
+time.sleep(0.5)
+os.makedirs(os.path.join(projdir, "result"), exist_ok=True)
+open(os.path.join(projdir, "result", "result.txt"), "w").write("saw " + value)
+"""
+
+
+def test_two_concurrent_cli_runs_of_one_project_keep_their_data_and_results(tmp_path, colony_env):
+    """Two checkouts of one project (same projectname), different data, `pollinator run --follow` at once."""
+    import subprocess
+    import sys
+
+    name = "cli-pair-" + os.urandom(3).hex()
+    dirs = []
+    for which in ("left", "right"):
+        proj = tmp_path / which
+        for sub in ("src", "data", "result"):
+            (proj / "cfs" / sub).mkdir(parents=True)
+        (proj / "project.yaml").write_text(PROJECT_YAML.format(name=name))
+        (proj / "cfs" / "src" / "main.py").write_text(MAIN)
+        (proj / "cfs" / "data" / "value.txt").write_text(f"{which} data\n")
+        dirs.append(proj)
+    procs = [subprocess.Popen([sys.executable, "-m", "pollinator.cli", "run", "--follow"], cwd=proj,
+                              env={**os.environ, **colony_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for proj in dirs]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for proj, proc, out in zip(dirs, procs, outs):
+        assert proc.returncode == 0, out
+        which = proj.name
+        assert (proj / "cfs" / "result" / "result.txt").read_text() == f"saw {which} data\n", out

@@ -75,7 +75,11 @@ class Connections:
         if self._aclient is not None and self._aclient_loop is not loop:
             self._drop_aclient()
         if self._aclient is None:
-            self._aclient, self._aclient_loop = self.settings.async_client(), loop
+            # one run follows one process, one request at a time: one lane (an httpx client, ~1 MB) is plenty,
+            # and a flow mapping 100 async tasks (one event loop each) holds 100 lanes, not 800
+            from pollinator.colonies.client import LANE_WIDTH
+
+            self._aclient, self._aclient_loop = self.settings.async_client(max_in_flight=LANE_WIDTH), loop
         return self._aclient
 
     @property
