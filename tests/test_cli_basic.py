@@ -100,7 +100,7 @@ def test_funcspec_prints_the_go_spec(tmp_path: Path):
     assert result.exit_code == 0, result.output
     spec = json.loads(result.stdout)
     p = load_project(tmp_path).project_name
-    assert spec["kwargs"]["args"] == [f"/cfs/pollinator/{p}/S1/src/main.py"]
+    assert spec["kwargs"]["args"] == [f"/cfs/pollinator/{p}/runs/<run_id>/S1/src/main.py"]
     assert spec["conditions"]["colonyname"] == "dev"
     FunctionSpec.model_validate(spec)
 
@@ -136,8 +136,9 @@ def test_unknown_option_is_usage_error():
 def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
     """`pollinator new -e x && pollinator funcspec` through the installed console script.
 
-    Go's shape (kwargs, mounts, deadlines); what Pollinator's `run` adds to it (the client token as label
-    and env, the run id, the result dir) shows as placeholders, because funcspec is what `run` sends.
+    Go's shape (kwargs, deadlines); what Pollinator's `run` adds to it (the client token as label and env,
+    the run id, the result dir) shows as placeholders, because funcspec is what `run` sends. Every mount is
+    the run's own (docs/runs.md): src and data are snapshots of /pollinator/<p>/runs/<run_id>/{src,data}.
     """
     exe = Path(sys.executable).with_name("pollinator")
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
@@ -149,21 +150,23 @@ def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
     p = load_project(tmp_path).project_name
     assert spec["label"] == "pollinator:<token-hash>"
     assert spec["funcname"] == "execute" and spec["args"] == []
-    assert spec["kwargs"] == {"args": [f"/cfs/pollinator/{p}/SNAP/src/main.py"], "cmd": "python3",
+    run = f"/pollinator/{p}/runs/<run_id>"
+    assert spec["kwargs"] == {"args": [f"/cfs{run}/SNAP/src/main.py"], "cmd": "python3",
                               "docker-image": "python:3.12-rc-bookworm", "init-cmd": "pip3 install numpy",
                               "rebuild-image": False}
-    assert spec["env"] == {"PROJECT_DIR": f"/cfs/pollinator/{p}", "POLLINATOR_CLIENT_TOKEN": "<token>",
-                           "POLLINATOR_RESULT_DIR": f"/cfs/pollinator/{p}/result", "POLLINATOR_RUN_ID": "<run_id>",
-                           "POLLINATOR_RETURN": f"/cfs/pollinator/{p}/result/.pollinator/return.json"}
+    assert spec["env"] == {"PROJECT_DIR": f"/cfs{run}", "POLLINATOR_CLIENT_TOKEN": "<token>",
+                           "POLLINATOR_RESULT_DIR": f"/cfs{run}/result", "POLLINATOR_RUN_ID": "<run_id>",
+                           "POLLINATOR_RETURN": f"/cfs{run}/result/.pollinator/return.json",
+                           "POLLINATOR_LATEST_LABEL": f"/pollinator/{p}/result"}
     assert spec["fs"] == {
         "mount": "/cfs",
-        "snapshots": [{"snapshotid": "SNAP", "label": f"/pollinator/{p}/src", "dir": f"/pollinator/{p}/SNAP/src",
-                       "keepfiles": True, "keepsnapshot": True}],
+        "snapshots": [{"snapshotid": "SNAP", "label": f"{run}/src", "dir": f"{run}/SNAP/src",
+                       "keepfiles": False, "keepsnapshot": True},
+                      {"snapshotid": "<data snapshot>", "label": f"{run}/data", "dir": f"{run}/data",
+                       "keepfiles": False, "keepsnapshot": True}],
         "dirs": [
-            {"label": f"/pollinator/{p}/result", "dir": f"/pollinator/{p}/result", "keepfiles": False,
+            {"label": f"{run}/result", "dir": f"{run}/result", "keepfiles": False,
              "onconflicts": {"onstart": {"keeplocal": False}, "onclose": {"keeplocal": True}}},
-            {"label": f"/pollinator/{p}/data", "dir": f"/pollinator/{p}/data", "keepfiles": True,
-             "onconflicts": {"onstart": {"keeplocal": False}, "onclose": {"keeplocal": False}}},
         ],
     }
     assert (spec["maxwaittime"], spec["maxexectime"], spec["maxretries"], spec["priority"]) == (-1, 599, 3, 5)

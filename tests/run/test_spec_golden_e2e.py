@@ -13,6 +13,7 @@ import sys
 
 from pollinator.run.build import (
     PLACEHOLDER_RUN_ID,
+    PLACEHOLDER_DATA_SNAPSHOT,
     PLACEHOLDER_SNAPSHOT,
     PLACEHOLDER_TOKEN,
     PLACEHOLDER_TOKEN_LABEL,
@@ -56,7 +57,8 @@ def test_funcspec_equals_dry_run_equals_the_submitted_spec(tmp_path, colony_env,
     funcspec = _cli(["funcspec"], proj, colony_env)
     dry_run = _cli(["run", "--dry-run"], proj, colony_env)
     assert funcspec == dry_run
-    for placeholder in (PLACEHOLDER_SNAPSHOT, PLACEHOLDER_RUN_ID, PLACEHOLDER_TOKEN, PLACEHOLDER_TOKEN_LABEL):
+    for placeholder in (PLACEHOLDER_SNAPSHOT, PLACEHOLDER_DATA_SNAPSHOT, PLACEHOLDER_RUN_ID, PLACEHOLDER_TOKEN,
+                        PLACEHOLDER_TOKEN_LABEL):
         assert placeholder in dry_run
 
     submitted = subprocess.run([PY, "-m", "pollinator.cli", "run"], cwd=proj, env={**os.environ, **colony_env},
@@ -65,7 +67,8 @@ def test_funcspec_equals_dry_run_equals_the_submitted_spec(tmp_path, colony_env,
     pid = next(word for word in (submitted.stdout + submitted.stderr).split() if len(word) == 64)
     stored = client.get_process(pid).spec
     env = stored.env or {}
-    values = {PLACEHOLDER_SNAPSHOT: stored.fs.snapshots[0].snapshotid, PLACEHOLDER_RUN_ID: env[RUN_ID_ENV],
+    values = {PLACEHOLDER_SNAPSHOT: stored.fs.snapshots[0].snapshotid,
+              PLACEHOLDER_DATA_SNAPSHOT: stored.fs.snapshots[1].snapshotid, PLACEHOLDER_RUN_ID: env[RUN_ID_ENV],
               PLACEHOLDER_TOKEN: env[TOKEN_ENV], PLACEHOLDER_TOKEN_LABEL: stored.label}
     assert all(v and "<" not in v for v in values.values())
     shown, sent = _as_the_server_stores(_filled(dry_run, values)), stored.to_wire()
