@@ -79,7 +79,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     :param executor_names: executors that may run it. :param executor_type: or any executor of this type.
     :param nodes: number of nodes. :param processes_per_node: processes (MPI ranks) per node.
     :param cpu: CPU request, e.g. ``"4000m"``. :param mem: memory request, e.g. ``"8Gi"``.
-    :param gpu: number of GPUs. :param gpu_name: GPU model.
+    :param gpu_count: number of GPUs (``gpu=`` is its deprecated old name). :param gpu_name: GPU model.
     :param walltime: seconds the job may run.
     :param inputs: ``{name: value}`` of earlier results mounted into this job: a label (its latest files,
         e.g. another task's ``result_label`` XCom), ``label@snapshot_id`` (exactly that snapshot's files,
@@ -99,7 +99,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
 
     template_fields: Sequence[str] = (
         "project_dir", "image", "cmd", "args", "env", "executor_names", "executor_type", "nodes",
-        "processes_per_node", "cpu", "mem", "gpu", "gpu_name", "walltime", "inputs", "result_dir", "result_label",
+        "processes_per_node", "cpu", "mem", "gpu_count", "gpu_name", "walltime", "inputs", "result_dir", "result_label",
         "job_name",
     )
     template_fields_renderers = {"env": "json", "inputs": "json", "args": "py", "cmd": "bash"}
@@ -122,7 +122,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         processes_per_node: Optional[int] = None,
         cpu: Optional[str] = None,
         mem: Optional[str] = None,
-        gpu: Optional[int] = None,
+        gpu_count: Optional[int] = None,
         gpu_name: Optional[str] = None,
         walltime: Optional[int] = None,
         inputs: Optional[dict[str, str]] = None,
@@ -134,6 +134,13 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         poll_interval: float = 2.0,
         **kwargs: Any,
     ) -> None:
+        if "gpu" in kwargs:  # the option's name before it matched the core's JobOptions.gpu_count
+            import warnings
+
+            warnings.warn("PollinatorOperator(gpu=...) is deprecated: use gpu_count=", DeprecationWarning,
+                          stacklevel=2)
+            legacy = kwargs.pop("gpu")
+            gpu_count = legacy if gpu_count is None else gpu_count
         super().__init__(**kwargs)
         if self._requires_command and not project_dir and not cmd:
             raise ValueError(f"{type(self).__name__} {self.task_id!r}: give project_dir= or cmd=")
@@ -148,7 +155,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         self.processes_per_node = processes_per_node
         self.cpu = cpu
         self.mem = mem
-        self.gpu = gpu
+        self.gpu_count = gpu_count
         self.gpu_name = gpu_name
         self.walltime = walltime
         self.inputs = inputs
@@ -189,7 +196,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
             "image": self.image, "cmd": self.cmd, "args": self.args, "env": self.env,
             "executor_names": self.executor_names, "executor_type": self.executor_type, "nodes": self.nodes,
             "processes_per_node": self.processes_per_node, "cpu": self.cpu, "mem": self.mem,
-            "gpu_count": self.gpu, "gpu_name": self.gpu_name, "walltime": self.walltime,
+            "gpu_count": self.gpu_count, "gpu_name": self.gpu_name, "walltime": self.walltime,
             "inputs": self._inputs_now if self._inputs_now is not None else self.inputs,
             "result_dir": Path(self.result_dir) if self.result_dir else None, "result_label": self.result_label,
             "name": self.job_name,

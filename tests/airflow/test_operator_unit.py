@@ -71,7 +71,7 @@ def oplog(monkeypatch):
 
 def test_sync_logs_lines_and_returns_xcom(oplog):
     ti = FakeTI()
-    value = op(gpu=2, mem="8Gi").execute(context(ti))
+    value = op(gpu_count=2, mem="8Gi").execute(context(ti))
     assert value["process_id"] == "proc-1" and value["state"] == "SUCCESS"
     assert value["result_files"] == ["model.json"]
     assert ti.xcoms["process_id"] == "proc-1"
@@ -81,6 +81,13 @@ def test_sync_logs_lines_and_returns_xcom(oplog):
     assert job.token == "dag/task/manual__1/-1/1"
     assert job.options["gpu_count"] == 2 and job.options["mem"] == "8Gi" and job.options["name"] == "train"
     assert "nodes" not in job.options  # unset options keep the core's defaults
+
+
+def test_old_gpu_name_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="gpu_count"):
+        o = op(gpu=3)
+    o.execute(context())
+    assert FakeJob.instances[0].options["gpu_count"] == 3
 
 
 def test_sync_failure_carries_remote_errors():
@@ -334,7 +341,7 @@ def test_decorator_runs_function_remotely(monkeypatch):
     monkeypatch.setattr(pollinator.run, "remote_function_job", remote_function_job)
 
     with DAG("d") as dag:
-        @task.pollinator(executor_names=["dev-hpc"], gpu=1)
+        @task.pollinator(executor_names=["dev-hpc"], gpu_count=1)
         def add(a: int, b: int = 0) -> int:
             return a + b
 
