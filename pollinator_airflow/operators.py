@@ -94,6 +94,9 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     :param colonies_conn_id: the ``colonies`` connection.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param poll_interval: seconds between polls while the remote process is quiet (deferrable mode).
+    :param log_checkpoint_interval: deferrable mode: every this many seconds of log lines the task resumes
+        briefly on a worker and defers again, storing the log cursor with the trigger, so a triggerer
+        restart repeats at most that much of the log (0: never; a restart repeats the lines since deferral).
     :param durable: re-attach to the process of an earlier try (Airflow 3.3 ``task_state_store``).
     """
 
@@ -132,6 +135,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         colonies_conn_id: str = "colonies_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 2.0,
+        log_checkpoint_interval: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if "gpu" in kwargs:  # the option's name before it matched the core's JobOptions.gpu_count
@@ -165,6 +169,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         self.colonies_conn_id = colonies_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
+        self.log_checkpoint_interval = log_checkpoint_interval
         self._hook: Optional["PollinatorHook"] = None
         self._job: Optional["Job"] = None
         self._attached: Optional["ProcessHandle"] = None
@@ -396,7 +401,8 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         from pollinator_airflow.triggers import PollinatorTrigger
 
         self.defer(trigger=PollinatorTrigger(process_id=process_id, colonies_conn_id=self.colonies_conn_id,
-                                             poll_interval=self.poll_interval, since=since),
+                                             poll_interval=self.poll_interval, since=since,
+                                             checkpoint_interval=self.log_checkpoint_interval),
                    method_name="execute_complete")
 
     def _resume_or_submit(self, context: "Context") -> tuple[str, str]:
@@ -425,6 +431,8 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         process_id = str(event.get("process_id") or "")
         self.process_id = process_id
         status = event.get("status")
+        if status == "progress":  # a checkpoint: defer again, the cursor now stored with the trigger
+            self._defer(process_id, since=int(event.get("last_timestamp") or 0))
         if status == "error":
             raise AirflowException(f"Following ColonyOS process {process_id} failed: {event.get('message')}")
         if status != "success":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -87,18 +88,20 @@ class PollinatorTrigger(BaseTrigger):
     """
 
     def __init__(self, process_id: str, colonies_conn_id: str = "colonies_default", poll_interval: float = 2.0,
-                 since: int = 0) -> None:
+                 since: int = 0, checkpoint_interval: float = 0.0) -> None:
         super().__init__()
         self.process_id = process_id
         self.colonies_conn_id = colonies_conn_id
         self.poll_interval = float(poll_interval)
         self.since = int(since)
+        self.checkpoint_interval = float(checkpoint_interval)
         self._settings: Optional["Settings"] = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("pollinator_airflow.triggers.PollinatorTrigger",
                 {"process_id": self.process_id, "colonies_conn_id": self.colonies_conn_id,
-                 "poll_interval": self.poll_interval, "since": self.since})
+                 "poll_interval": self.poll_interval, "since": self.since,
+                 "checkpoint_interval": self.checkpoint_interval})
 
     async def _get_settings(self) -> "Settings":
         if self._settings is None:
@@ -118,21 +121,19 @@ class PollinatorTrigger(BaseTrigger):
         from pollinator.run.handle import emit
 
         client = shared_clients.acquire(settings)
+        started = time.monotonic()
         try:
             follower = _follow(client, self.process_id, self.since, self.poll_interval)
             async for line in follower:
                 emit(self._log_line, line)  # one log record per remote line, as the sync mode logs them
                 self.since = follower.last_timestamp  # serialize() and the event carry the cursor on
-            from pollinator.colonies.models import ProcessState
-
-            process = getattr(follower, "process", None) or await client.get_process(self.process_id)
-
-            state = ProcessState(process.state).name if process is not None else ""
-            event.update(state=state, errors=list(getattr(process, "errors", None) or []),
-                         last_timestamp=follower.last_timestamp)
-            event["status"] = state.lower() if state in FINAL_STATES else "error"
-            if event["status"] == "error":
-                event["message"] = f"log follower ended with process in state {state or 'unknown'}"
+                if self.checkpoint_interval and time.monotonic() - started >= self.checkpoint_interval:
+                    # Airflow rebuilds a trigger from the kwargs stored at deferral: hand the cursor back so
+                    # the task defers again with it stored (bounds what a triggerer restart can repeat)
+                    event.update(status="progress", last_timestamp=self.since)
+                    break
+            else:
+                await self._final(client, follower, event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -140,6 +141,18 @@ class PollinatorTrigger(BaseTrigger):
         finally:
             await shared_clients.release(settings)
         yield TriggerEvent(event)
+
+    async def _final(self, client: Any, follower: Any, event: dict[str, Any]) -> None:
+        """The process is final: its state and errors into the event."""
+        from pollinator.colonies.models import ProcessState
+
+        process = getattr(follower, "process", None) or await client.get_process(self.process_id)
+        state = ProcessState(process.state).name if process is not None else ""
+        event.update(state=state, errors=list(getattr(process, "errors", None) or []),
+                     last_timestamp=follower.last_timestamp)
+        event["status"] = state.lower() if state in FINAL_STATES else "error"
+        if event["status"] == "error":
+            event["message"] = f"log follower ended with process in state {state or 'unknown'}"
 
     def _log_line(self, text: str) -> None:
         self.log.info("%s", text)

@@ -257,6 +257,23 @@ def test_trigger_logs_one_record_per_remote_line_and_serializes_its_cursor(trigg
     assert trigger.serialize()[1]["since"] == 2 and events[0].payload["last_timestamp"] == 2
 
 
+def test_trigger_checkpoint_hands_the_cursor_back_and_the_task_defers_again_with_it(trigger_stubs, oplog):
+    """A triggerer restart rebuilds the trigger from the kwargs stored at deferral: a checkpoint re-defers so
+    those kwargs hold the cursor."""
+    from pollinator.colonies.models import ProcessState
+
+    trigger_stubs["follower"] = _Follower(["a\n", "b\n", "c\n"], int(ProcessState.RUNNING))
+    events = asyncio.run(_collect(PollinatorTrigger(process_id="p1", checkpoint_interval=1e-9)))
+    assert len(events) == 1 and events[0].payload["status"] == "progress"
+    assert events[0].payload["last_timestamp"] == 1 and oplog.lines == ["a"]
+    o = op(deferrable=True, log_checkpoint_interval=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        o.execute_complete(context(), events[0].payload)
+    again = deferred.value.trigger
+    assert again.since == 1 and again.checkpoint_interval == 60 and again.process_id == "p1"
+    assert FakeJob.submitted == []
+
+
 def test_process_url_ends_the_log_line(oplog):
     """Airflow's log viewer links a URL up to the next space: nothing may be glued to its end."""
     op().execute(context())
