@@ -170,6 +170,14 @@ def test_execute_complete_success_fetches_results():
     assert FakeJob.submitted == []  # attached, not resubmitted
 
 
+def test_execute_complete_needs_no_project_dir_on_the_worker():
+    """Finishing a deferred task attaches by process id: project.yaml is not read again."""
+    value = op(cmd=None, project_dir="/not/on/this/worker", deferrable=True).execute_complete(
+        context(), {"status": "success", "process_id": "proc-5", "state": "SUCCESS"})
+    assert value["process_id"] == "proc-5"
+    assert [j.options for j in FakeJob.instances] == [{}]  # one handle attached by id, no job built
+
+
 @pytest.mark.parametrize("event, needle", [
     ({"status": "failed", "process_id": "p", "state": "FAILED", "errors": ["OOM killed"]}, "ended FAILED: OOM killed"),
     ({"status": "cancelled", "process_id": "p", "state": "CANCELLED", "errors": []}, "ended CANCELLED"),
