@@ -33,6 +33,7 @@ from pollinator.run.result import JobResult
 
 if TYPE_CHECKING:
     from pollinator.run.pinned import ResultFile
+    from pollinator.run.shared import Lease
     from pollinator.cfs import CFS
     from pollinator.colonies.client import AsyncColoniesClient, ColoniesClient
 
@@ -53,7 +54,7 @@ class Connections:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._lease: Optional[Any] = None
+        self._lease: Optional["Lease"] = None
         self._client: Optional["ColoniesClient"] = None
         self._aclient: Optional["AsyncColoniesClient"] = None
         self._aclient_loop: Optional[asyncio.AbstractEventLoop] = None
@@ -61,12 +62,16 @@ class Connections:
 
     @property
     def client(self) -> "ColoniesClient":
-        if self._client is None:
+        return self._leased().client
+
+    def _leased(self) -> "Lease":
+        """The shared client/CFS lease, taken on first use."""
+        if self._lease is None:
             from pollinator.run import shared
 
             self._lease = shared.acquire(self.settings)
             self._client = self._lease.client
-        return self._client
+        return self._lease
 
     @property
     def aclient(self) -> "AsyncColoniesClient":
@@ -85,8 +90,7 @@ class Connections:
     @property
     def cfs(self) -> "CFS":
         if self._cfs is None:
-            self.client  # noqa: B018 - takes the lease
-            self._cfs = self._lease.cfs
+            self._cfs = self._leased().cfs
         return self._cfs
 
     def _drop_aclient(self) -> None:
