@@ -24,8 +24,13 @@ pass the value as an argument, read it on the executor (``env=`` of the job,
 or the executor's own environment), or list it in ``ship=[...]`` to upload
 it deliberately. The names shipped are logged (never the values).
 
-The return value travels back through ``$POLLINATOR_RETURN`` like any
-command's (see :mod:`pollinator.run.returns`).
+**Each call is its own run.** The call file (source, arguments, shipped
+globals) is one of the run's own files (``Job.run_files``, uploaded into the
+run's label and mounted at ``$POLLINATOR_RUN_FILES``), so concurrent calls of
+one function never read each other's arguments; the src snapshot holds only
+the runner, the same bytes for every call. The return value travels back
+through ``$POLLINATOR_RETURN`` like any command's (see
+:mod:`pollinator.run.returns`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from pollinator.config import Settings
 from pollinator.errors import ProjectError
 from pollinator.run.job import Job, JobResult
 from pollinator.run.returns import MAX_RETURN_BYTES, RETURN_ENV
+from pollinator.spec import RUN_FILES_ENV
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,8 @@ MAX_IMPLICIT_GLOBALS_BYTES = 64 * 1024
 RUNNER_SOURCE = '''\
 import json, os, sys
 here = os.path.dirname(os.path.abspath(__file__))
-with open(os.environ.get("%(call_env)s") or os.path.join(here, "%(call_file)s")) as fh:
+files = os.environ.get("%(files_env)s") or here  # the run's own files; the call is one of them
+with open(os.environ.get("%(call_env)s") or os.path.join(files, "%(call_file)s")) as fh:
     call = json.load(fh)
 namespace = {"__name__": "__pollinator_remote__"}
 namespace.update(call["globals"])
@@ -82,7 +89,8 @@ target = os.environ.get("%(return_env)s") or os.path.join(
 os.makedirs(os.path.dirname(target), exist_ok=True)
 with open(target, "wb") as fh:
     fh.write(payload)
-''' % {"call_env": CALL_ENV, "call_file": CALL_FILE, "limit": MAX_RETURN_BYTES, "return_env": RETURN_ENV}
+''' % {"call_env": CALL_ENV, "call_file": CALL_FILE, "limit": MAX_RETURN_BYTES, "return_env": RETURN_ENV,
+       "files_env": RUN_FILES_ENV}
 
 # -- what looks like a credential ----------------------------------------------------------------------------
 _SECRET_WORDS = {
@@ -294,14 +302,14 @@ def remote_function_job(settings: Settings, func: Callable[..., Any], args: Sequ
 
     src = Path(tempfile.mkdtemp(prefix="pollinator-fn-"))
     try:
-        (src / RUNNER).write_text(RUNNER_SOURCE)
-        (src / CALL_FILE).write_text(json.dumps(call))
+        (src / RUNNER).write_text(RUNNER_SOURCE)  # the same bytes for every call: the call is a run file
         project = name or call["name"].replace("_", "-")
         fields = dict(name=project, cmd=python, source=RUNNER, image=image, src_dir=src, **options)
         job = RemoteFunctionJob(settings, JobOptions.build(**fields), token=token)
     except BaseException:
         shutil.rmtree(src, ignore_errors=True)
         raise
+    job.run_files = {CALL_FILE: json.dumps(call).encode("utf-8")}
     job.call_dir = src
     job.shipped_globals = tuple(sorted(call["globals"]))
     return job
