@@ -175,6 +175,8 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         self._attached: Optional["ProcessHandle"] = None
         self._result: Optional["JobResult"] = None
         self._inputs_now: Optional[dict[str, str]] = None  # inputs with colonyfs assets resolved (submit time)
+        self._colony_name: Optional[str] = None
+        self._input_mounts: dict[str, tuple[str, str]] = {}  # what the finished process mounted (for lineage)
         self.process_id: Optional[str] = None
 
     # -- plumbing ----------------------------------------------------------------------------------------
@@ -305,6 +307,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         """colonyfs assets given as inputs -> the triggering snapshot (or the label); inputs become inlets."""
         from pollinator_airflow.assets import inlets_of, resolve_inputs
 
+        self._colony_name = settings.colony_name
         self._inputs_now = resolve_inputs(self.inputs, context.get("triggering_asset_events"),
                                           settings.colony_name)
         known = {getattr(a, "uri", None) for a in self.inlets or []}
@@ -330,7 +333,13 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
 
     def _emit_assets(self, result: "JobResult", context: "Context") -> None:
         """On success: each colonyfs outlet gets an event whose extra pins this run's result snapshot."""
+        from pollinator.run.pinned import input_mounts
+
         from pollinator_airflow.assets import outlet_labels
+
+        process = getattr(self._handle(result.process_id), "process", None)
+        if process is not None:
+            self._input_mounts = input_mounts(process.spec)
 
         outlets = outlet_labels(self.outlets)
         if not outlets or not result.ok or not result.result_snapshot_id:
@@ -344,6 +353,20 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
             events[asset].extra.update(record)
         self.log.info("Result snapshot %s (%d files) emitted to %s", result.result_snapshot_id,
                       record["files_total"], ", ".join(a.uri for a, _c, _l in outlets))
+
+    # -- OpenLineage (called by apache-airflow-providers-openlineage when it is installed) ----------------
+    def lineage(self) -> dict[str, list[dict[str, Any]]]:
+        """The inputs this run mounted (from its spec) and its pinned result: see :mod:`pollinator_airflow.lineage`."""
+        from pollinator_airflow.lineage import lineage_plan
+
+        result = self._result
+        record = result.pin_record() if result is not None and result.result_snapshot_id else None
+        return lineage_plan(self._colony_name or "", self._input_mounts, record)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from pollinator_airflow.lineage import operator_lineage
+
+        return operator_lineage(self.lineage())
 
     def _earlier_tokens(self, context: "Context") -> list[str]:
         """Every earlier try's token, newest first: a try whose worker died may have left its process running

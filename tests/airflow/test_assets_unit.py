@@ -127,3 +127,40 @@ def test_the_operator_emits_the_pin_record_to_its_colonyfs_outlets_and_lists_inp
     with pytest.raises(AirflowFailException, match="outlet colonyfs://dev/pollinator/x/result: this task writes"):
         wrong.execute({**context(FakeTI()), "outlet_events": Outlets()})
     assert len(PinningJob.instances) == 2 and PinningJob.instances[1].process_id is None  # nothing submitted
+
+
+def test_lineage_plan_names_inputs_and_results_with_their_snapshots():
+    from pollinator_airflow.lineage import lineage_plan
+
+    plan = lineage_plan("dev", {"prep": ("/pollinator/prep/runs/r1/result", "s1")}, _result("s9").pin_record())
+    assert plan == {
+        "inputs": [{"namespace": "colonyfs://dev", "name": "/pollinator/prep/runs/r1/result", "version": "s1",
+                    "input": "prep"}],
+        "outputs": [{"namespace": "colonyfs://dev", "name": "/pollinator/prep/runs/r1/result", "version": "s9",
+                     "files": 1}]}
+    assert lineage_plan("dev", {}, None) == {"inputs": [], "outputs": []}
+
+
+def test_openlineage_is_optional():
+    """The provider is not installed here: the hook says so by ImportError, the rest works without it."""
+    from pollinator_airflow.lineage import operator_lineage
+
+    try:
+        import airflow.providers.openlineage  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError):
+            operator_lineage({"inputs": [], "outputs": []})
+    else:  # pragma: no cover - with the provider installed
+        assert operator_lineage({"inputs": [], "outputs": []}).inputs == []
+
+
+def test_input_mounts_read_from_a_submitted_spec():
+    from pollinator.run import Job
+    from pollinator.run.pinned import input_mounts
+
+    import fakes
+
+    job = Job.inline(fakes.settings(), name="t", cmd="true", inputs={"prep": "/pollinator/p/result@s1",
+                                                                     "raw": "/pollinator/raw/result"})
+    spec = job.spec(None, {"raw": "s2"})
+    assert input_mounts(spec) == {"prep": ("/pollinator/p/result", "s1"), "raw": ("/pollinator/raw/result", "s2")}

@@ -99,3 +99,18 @@ def _existing(cfs: "CFS", name: str = "", snapshot_id: str = ""):
         return cfs.client.get_snapshot(snapshot_id=snapshot_id, name=name)
     except ColoniesError:
         return None  # the server says "not found" as an error
+
+
+def input_mounts(spec) -> dict[str, tuple[str, str]]:
+    """``name -> (label, snapshot id)`` of the inputs a submitted spec mounts (what the process really read)."""
+    from pollinator.run.build import INPUT_ENV_PREFIX
+
+    found: dict[str, tuple[str, str]] = {}
+    env = spec.env or {}
+    for key, path in env.items():
+        if not key.startswith(INPUT_ENV_PREFIX):
+            continue
+        for mount in spec.fs.snapshots or []:
+            if path.endswith(mount.dir):
+                found[key[len(INPUT_ENV_PREFIX):].lower()] = (mount.label, mount.snapshotid)
+    return found
