@@ -24,10 +24,10 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 from urllib.parse import SplitResult, urlsplit
 
+from pollinator.pins import COLONYFS_SCHEME as SCHEME, asset_uri
+
 if TYPE_CHECKING:
     from airflow.sdk import Asset
-
-SCHEME = "colonyfs"
 
 
 def sanitize_uri(uri: SplitResult) -> SplitResult:
@@ -43,14 +43,6 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
         raise ValueError("a colonyfs:// asset URI takes no query: pin a snapshot through the asset event, "
                          "not the URI")
     return uri
-
-
-def asset_uri(colony: str, label: str) -> str:
-    if not colony or "/" in colony:
-        raise ValueError(f"colony {colony!r} is not a colony name")
-    if not label.startswith("/"):
-        raise ValueError(f"label {label!r} must be absolute, like /pollinator/prep/result")
-    return f"{SCHEME}://{colony}{label.rstrip('/')}"
 
 
 def colonyfs_asset(label: str, *, colony: str, name: Optional[str] = None, **kwargs: Any) -> "Asset":

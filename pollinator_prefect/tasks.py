@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
-from prefect import task as prefect_task
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.tasks import Task
@@ -57,6 +56,7 @@ from pollinator.errors import ConfigError, JobFailed, PollinatorError, ProjectEr
 from pollinator.run import Job, JobResult, remote_function_job
 from pollinator.run.remote import FunctionSource, capture
 from pollinator_prefect import artifacts
+from pollinator_prefect import assets as assets_module
 from pollinator_prefect.credentials import ColonyOSCredentials
 from pollinator_prefect.token import client_token
 
@@ -99,6 +99,7 @@ class _Remote:
     credentials: Credentials = None
     source: Optional[FunctionSource] = None  # kind="function": captured at decoration
     source_error: str = ""  # why it could not be captured (raised when the task runs)
+    assets: list[Any] = field(default_factory=list)  # Prefect assets it materializes (pollinator_prefect.assets)
 
     def job(self, settings: Settings, args: tuple, kwargs: dict, command: Any, token: Optional[str]) -> Job:
         """The one core Job for this call."""
@@ -180,6 +181,7 @@ class _Attempt:
 
     def finished(self, result: JobResult) -> Any:
         artifacts.safely(artifacts.publish_result, self.remote.job_name, result)
+        assets_module.record_materialization(self.remote.assets, result)
         self.logger.info("ColonyOS process %s ended %s after %s s with %d result file(s)", result.process_id,
                          result.state, f"{result.seconds:.1f}" if result.seconds is not None else "?",
                          len(result.result_files))
@@ -268,6 +270,7 @@ def pollinator_task(
     result_dir: Optional[PathLike] = None,
     max_retries: Optional[int] = None,
     ship: Sequence[str] = (),
+    assets: Sequence[Any] = (),
     **task_options: Any,
 ) -> Any:
     """Make a Prefect task that runs as a ColonyOS job.
@@ -292,6 +295,9 @@ def pollinator_task(
         ship: module globals the function body reads that should be uploaded
             even though the implicit rule refuses them (e.g. a value that
             looks like a credential); ``kind="function"`` only.
+        assets: Prefect assets (``pollinator_prefect.assets.colonyfs_asset``) this task materializes: on
+            success each gets the pinned result (snapshot id, files, ``input``) as metadata (see
+            :mod:`pollinator_prefect.assets`); ``asset_deps=`` (a task option) names upstream ones.
         **task_options: passed to :func:`prefect.task` (``retries``,
             ``timeout_seconds``, ``task_run_name``, ``tags``...).
     """
@@ -324,9 +330,9 @@ def pollinator_task(
                 source_error = str(exc)
         remote = _Remote(func=func, kind=kind, job_name=job_name or func.__name__.replace("_", "-"),
                          options=options, project_dir=Path(project_dir) if project_dir is not None else None,
-                         credentials=credentials, source=source, source_error=source_error)
+                         credentials=credentials, source=source, source_error=source_error, assets=list(assets))
         body = _async_body(remote) if inspect.iscoroutinefunction(func) else _sync_body(remote)
-        return prefect_task(**task_options)(body)
+        return assets_module.make_task(body, list(assets), task_options)
 
     if fn is not None:
         return decorate(fn)

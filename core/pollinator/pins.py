@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 PIN_SEP = "@"
+COLONYFS_SCHEME = "colonyfs"
 
 
 class InputRef(NamedTuple):
@@ -63,3 +64,12 @@ def pinned(label: str, snapshot_id: str) -> str:
     if parsed.snapshot_id != snapshot_id or parsed.label != label:
         raise ValueError(f"snapshot id {snapshot_id!r} cannot be written as a pinned input")
     return ref
+
+
+def asset_uri(colony: str, label: str) -> str:
+    """``colonyfs://<colony>/<label>``: how Airflow Assets, Prefect assets and lineage name a ColonyFS label."""
+    if not colony or "/" in colony:
+        raise ValueError(f"colony {colony!r} is not a colony name")
+    if not label.startswith("/"):
+        raise ValueError(f"label {label!r} must be absolute, like /pollinator/prep/result")
+    return f"{COLONYFS_SCHEME}://{colony}{label.rstrip('/')}"
