@@ -43,11 +43,16 @@ def child(mode: str, n: int, name: str) -> None:
 
     settings = Settings.from_env(need_s3=True)
 
+    spans: list[tuple[float, float, float]] = []  # server times: submitted, started, ended
+
     def one(i: int) -> tuple[bool, float]:
         t0 = time.perf_counter()
         with remote_function_job(settings, noop, (i,), name=name, walltime=120) as job:
-            value = job.run().return_value
-        return value == {"i": i}, time.perf_counter() - t0
+            result = job.run()
+        if result.submitted_at and result.started_at and result.ended_at:
+            spans.append((result.submitted_at.timestamp(), result.started_at.timestamp(),
+                          result.ended_at.timestamp()))
+        return result.return_value == {"i": i}, time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if mode == "fanout":
@@ -60,7 +65,20 @@ def child(mode: str, n: int, name: str) -> None:
     rss_mb = usage.ru_maxrss / 1024  # Linux: KiB
     print(json.dumps({"mode": mode, "n": n, "correct": sum(ok for ok, _ in outcomes), "wall": wall,
                       "median_job": statistics.median(t for _, t in outcomes), "rss_mb": rss_mb,
-                      "cpu": usage.ru_utime + usage.ru_stime}))
+                      "cpu": usage.ru_utime + usage.ru_stime, **executor_side(spans)}))
+
+
+def executor_side(spans: list[tuple[float, float, float]]) -> dict:
+    """Where a job's time went on the colony's side: queued, executing, and how many ran at once."""
+    if not spans:
+        return {}
+    events = sorted([(s, 1) for _, s, _ in spans] + [(e, -1) for _, _, e in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return {"queued": statistics.median(s - q for q, s, _ in spans),
+            "executing": statistics.median(e - s for _, s, e in spans), "peak_running": peak}
 
 
 def run_child(env: dict[str, str], mode: str, n: int, name: str) -> dict:
@@ -107,6 +125,10 @@ def main() -> None:
     print(f"  fan-out       : {fanout['correct']}/{fanout['n']} correct, wall {fanout['wall']:.2f} s, "
           f"client peak RSS {fanout['rss_mb']:.0f} MB, client CPU {fanout['cpu']:.1f} s "
           f"({fanout['cpu'] / fanout['wall']:.2f} cores)")
+    for label, m in (("one at a time", serial), ("fan-out", fanout)):
+        if "executing" in m:
+            print(f"  colony side   : {label}: median queued {m['queued'] * 1000:.0f} ms, executing "
+                  f"{m['executing'] * 1000:.0f} ms (assign -> close), at most {m['peak_running']} running at once")
     print(f"  capacity bound: ceil({args.n}/{slots}) x {single:.3f} s = {bound:.2f} s; "
           f"fan-out wall / bound = {fanout['wall'] / bound:.2f}x")
     ok = fanout["correct"] == args.n and serial["correct"] == args.n

@@ -190,3 +190,26 @@ def test_two_concurrent_cli_runs_of_one_project_keep_their_data_and_results(tmp_
         assert proc.returncode == 0, out
         which = proj.name
         assert (proj / "cfs" / "result" / "result.txt").read_text() == f"saw {which} data\n", out
+
+
+def test_jobs_of_one_process_share_one_client_per_settings():
+    """No colony needed: leases are counted, the pair is closed with its last user, then built anew."""
+    from pydantic import SecretStr
+
+    from pollinator.config import Settings
+    from pollinator.run import Job, shared
+
+    settings = Settings(colony_name="dev", prvkey=SecretStr("2" * 64), port=1)
+    jobs = [Job.inline(settings, name="share", cmd="true") for _ in range(3)]
+    clients = {id(job.client) for job in jobs}
+    assert len(clients) == 1 and shared.users(settings) == 3
+    other = Settings(colony_name="other", prvkey=SecretStr("2" * 64), port=1)
+    with Job.inline(other, name="share", cmd="true") as job:
+        assert id(job.client) not in clients  # other settings, other client
+    first = jobs[0].client
+    for job in jobs:
+        job.close()
+        job.close()  # closing twice gives back one lease only
+    assert shared.users(settings) == 0
+    with Job.inline(settings, name="share", cmd="true") as job:
+        assert job.client is not first  # the last user closed it; a new one is built
