@@ -6,8 +6,10 @@ each must execute its own arguments and data and return its own result.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -72,18 +74,22 @@ def test_concurrent_runs_with_different_data_see_their_own_data(settings, tmp_pa
     name = "data-" + os.urandom(3).hex()
     n = 8
 
-    def one(i: int) -> str:
+    def one(i: int) -> tuple[str, Any]:
         data = tmp_path / f"data{i}"
         data.mkdir()
         (data / "value.txt").write_text(f"value {i}\n")
         with _inline(settings, name, tmp_path, data_dir=data, result_dir=tmp_path / f"out{i}",
                      cmd="sh -c 'sleep 0.2; cp $PROJECT_DIR/data/value.txt $POLLINATOR_RESULT_DIR/seen.txt'") as job:
-            job.run()
-        return (tmp_path / f"out{i}" / "seen.txt").read_text()
+            result = job.run()
+        return (tmp_path / f"out{i}" / "seen.txt").read_text(), result
 
     with ThreadPoolExecutor(max_workers=n) as pool:
-        seen = list(pool.map(one, range(n)))
-    assert seen == [f"value {i}\n" for i in range(n)]
+        seen, results = zip(*pool.map(one, range(n)))
+    assert list(seen) == [f"value {i}\n" for i in range(n)]
+    # each run's pinned result snapshot (issue 22) holds exactly its own file
+    assert len({r.result_snapshot_id for r in results}) == n
+    assert [[(f.path, f.checksum) for f in r.result_snapshot_files] for r in results] == [
+        [("seen.txt", hashlib.sha256(f"value {i}\n".encode()).hexdigest())] for i in range(n)]
 
 
 def test_latest_label_is_published_only_after_success(settings, tmp_path, client):
