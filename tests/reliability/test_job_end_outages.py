@@ -7,13 +7,21 @@ SIGKILLed while the job still runs and restarted once the executor holds the job
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 
 import rel_tally
-from conftest import wait_for
 from pollinator.colonies.models import ProcessState
 from pollinator.run import Job
+
+
+def wait_for(predicate, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)
 
 
 @pytest.mark.timeout(240)
