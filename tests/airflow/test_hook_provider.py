@@ -59,13 +59,14 @@ def test_extra_field_names_are_exactly_the_local_colony_ones():
     ({"extra": {"colony_name": ""}}, "colony_name"),
     ({"extra": {"tls": "maybe"}}, "tls"),
     ({"extra": {"s3_bucket": ""}}, "s3_bucket"),
+    ({"extra": {"s3_endpoint": ""}}, "s3_endpoint"),  # an S3 secret without an endpoint is not "no S3"
     ({"extra": {"colonyname": "typo"}}, "colonyname"),
 ])
 def test_bad_field_is_named(changes, field):
     with pytest.raises(ConfigError) as err:
         settings_from_connection(conn(**changes))
     assert repr(field) in str(err.value)
-    assert PRVKEY not in str(err.value)
+    assert PRVKEY not in str(err.value) and "very-secret-s3-key" not in str(err.value)
 
 
 def test_s3_is_optional_as_a_whole():
