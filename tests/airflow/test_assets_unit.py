@@ -164,3 +164,47 @@ def test_input_mounts_read_from_a_submitted_spec():
                                                                      "raw": "/pollinator/raw/result"})
     spec = job.spec(None, {"raw": "s2"})
     assert input_mounts(spec) == {"prep": ("/pollinator/p/result", "s1"), "raw": ("/pollinator/raw/result", "s2")}
+
+
+def test_task_pollinator_takes_outlets_and_asset_inputs(monkeypatch):
+    import fakes
+    import pollinator.run
+    from airflow.sdk import DAG, task
+    from fakes import FakeJob, FakeTI, context
+    from pollinator.run.options import JobOptions
+    from pollinator_airflow.hooks import PollinatorHook
+
+    class Outlets(dict):
+        def __missing__(self, key):
+            self[key] = SimpleNamespace(extra={})
+            return self[key]
+
+    made = {}
+
+    class Job(FakeJob):
+        def finish(self):
+            return _result("s7", "/pollinator/score/runs/r/result").model_copy(update={"process_id": self.process_id})
+
+    def remote_function_job(settings, func, args, kwargs, **options):
+        made.update(options)
+        job = Job(options, options.get("token"))
+        job.options = JobOptions.build(name=options["name"], cmd="python3", inputs=options.get("inputs", {}))
+        return job
+
+    FakeJob.reset()
+    monkeypatch.setattr(pollinator.run, "remote_function_job", remote_function_job)
+    monkeypatch.setattr(PollinatorHook, "get_settings", lambda self: fakes.settings())
+    prep = colonyfs_asset("/pollinator/prep/result", colony="dev")
+    scored = colonyfs_asset("/pollinator/score/result", colony="dev")
+    with DAG("d") as dag:
+        @task.pollinator(executor_names=["dev-hpc"], inputs={"prep": prep}, outlets=[scored])
+        def score() -> int:
+            return 1
+
+        score()
+    o = dag.get_task("score")
+    ctx = {**context(FakeTI(task_id="score")), "outlet_events": Outlets(),
+           "triggering_asset_events": {prep: [Event(_result("s1").pin_record())]}}
+    assert o.execute(ctx) == _result().return_value  # the function's value (None here)
+    assert made["inputs"] == {"prep": "/pollinator/prep/runs/r1/result@s1"}
+    assert ctx["outlet_events"][scored].extra["snapshot_id"] == "s7"
