@@ -5,7 +5,9 @@ function defined in ``__main__`` arrives pickled by value (its code has no
 file, ``<dynamic-code>``; Python then looks its lines up in whatever the script
 file holds *now*). The test edits the script once the deployments are served,
 as a person working on their flow does: the function form still ships the
-code that is being served only because the source was captured at decoration. Cancelling a flow run from the API must cancel the
+code that is being served only because the source was captured at decoration.
+The same flows also go through ``flow.from_source(...).deploy()`` to a process
+work pool polled by ``prefect worker start``. Cancelling a flow run from the API must cancel the
 ColonyOS process and say so in the run's log. Everything runs against the
 session's Prefect test server and local colony; timeouts are generous for a
 loaded 2-core box, and the served process group is always shut down.
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from uuid import UUID
 
@@ -208,3 +211,48 @@ def test_cancelling_a_served_run_from_the_api_cancels_the_colonyos_process(serve
     assert _wait_state(settings, pid, ()) == ProcessState.CANCELLED
     logs = _wait_logs(flow_run_id, lambda m: f"Cancelling ColonyOS process {pid}" in m)
     assert any(f"Cancelling ColonyOS process {pid}" in m for m in logs), "\n".join(logs[-40:])
+
+
+DEPLOY = textwrap.dedent('''
+    import sys
+    from prefect import flow
+
+    flow.from_source(source=sys.argv[1], entrypoint="flows.py:served").deploy(
+        name="p", work_pool_name=sys.argv[2], print_next_steps=False)
+''')
+
+
+@pytest.fixture(scope="module")
+def process_pool_deployment(tmp_path_factory, colony_env):
+    """``from_source(...).deploy()`` to a process work pool, and ``prefect worker start`` polling it."""
+    root = tmp_path_factory.mktemp("deployed")
+    (root / "flows.py").write_text(SERVED)
+    (root / "deploy.py").write_text(DEPLOY)
+    pool = f"pollinator-{uuid.uuid4().hex[:8]}"
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    env = {**os.environ, **colony_env, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "core"), str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"}
+    for argv in ([prefect, "work-pool", "create", pool, "--type", "process"],
+                 [sys.executable, str(root / "deploy.py"), str(root), pool]):
+        done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log_path = root / "worker.log"
+    with open(log_path, "w") as log_file:
+        worker = subprocess.Popen([prefect, "worker", "start", "--pool", pool, "--type", "process"], cwd=root,
+                                  env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield _wait_for_deployments(worker, log_path, ["served/p"])["served/p"], log_path
+    finally:
+        _stop(worker)
+
+
+def test_a_process_pool_deployment_runs_both_forms(process_pool_deployment, settings):
+    deployment_id, log_path = process_pool_deployment
+    flow_run_id = _run(deployment_id, {"x": 6})
+    run = _wait_run(flow_run_id)
+    logs = _wait_logs(flow_run_id, lambda m: m.startswith("SERVED-RESULT "))
+    assert run.state.is_completed(), "\n".join(logs[-40:]) + log_path.read_text()[-3000:]
+    [line] = [m for m in logs if m.startswith("SERVED-RESULT ")]
+    assert json.loads(line.split(" ", 1)[1]) == {"fn": {"x": 6, "scaled": 60}, "cmd": {"rows": 6}}
+
