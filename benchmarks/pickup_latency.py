@@ -38,6 +38,9 @@ from pollinator.colonies.models import Colony, Conditions, FunctionSpec, User, p
 from pollinator.config import Settings
 from pollinator.executor import LocalExecutor
 
+# conditions the ColonyOS executors (and the local colony's strict executors) accept
+EXECUTOR_READY = dict(nodes=1, processespernode=1, cpu="1000m", mem="1000Mi", walltime=61)
+
 TARGET_P99_S = 1.0
 EXECUTOR_TYPE = "bench-pickup"
 
@@ -84,10 +87,10 @@ def measure(settings: Settings, colony_key: str, root: Path, args: argparse.Name
             for _ in range(args.jobs):
                 time.sleep(rng.uniform(0, args.spread))  # a random moment in the executors' poll cycles
                 target = rng.choice(executors)
-                spec = FunctionSpec(funcname="execute", kwargs={"cmd": "true", "args": []}, maxwaittime=-1,
-                                    maxexectime=60, conditions=Conditions(colonyname="dev",
-                                                                          executortype=EXECUTOR_TYPE,
-                                                                          executornames=[target.name]))
+                spec = FunctionSpec(funcname="execute", kwargs={"cmd": "true", "args": [], "docker-image": ""},
+                                    maxwaittime=-1, maxexectime=60, maxretries=1,  # what strict executors accept
+                                    conditions=Conditions(colonyname="dev", executortype=EXECUTOR_TYPE,
+                                                          executornames=[target.name], **EXECUTOR_READY))
                 pid = user.submit(spec).processid
                 while not (p := user.get_process(pid)).is_final:
                     time.sleep(0.02)

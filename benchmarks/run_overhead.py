@@ -22,6 +22,9 @@ from pollinator.colonies.models import Conditions, FunctionSpec
 from pollinator.dev.colony import LocalColony
 from pollinator.run import Job
 
+# conditions the ColonyOS executors (and the local colony's strict executors) accept
+EXECUTOR_READY = dict(nodes=1, processespernode=1, cpu="1000m", mem="1000Mi", walltime=61)
+
 
 def pct(values, q):
     values = sorted(values)
@@ -32,9 +35,10 @@ def bare_round_trip(settings, n):
     times = []
     with settings.client() as client:
         for _ in range(n):
-            spec = FunctionSpec(funcname="execute", kwargs={"cmd": "true", "args": []}, maxexectime=60,
-                                maxwaittime=-1, conditions=Conditions(colonyname=settings.colony_name,
-                                                                      executortype="container-executor"))
+            spec = FunctionSpec(funcname="execute", kwargs={"cmd": "true", "args": [], "docker-image": ""},
+                                maxexectime=60, maxwaittime=-1, maxretries=1,  # what strict executors accept
+                                conditions=Conditions(colonyname=settings.colony_name,
+                                                      executortype="container-executor", **EXECUTOR_READY))
             t0 = time.perf_counter()
             pid = client.submit(spec).processid
             while client.get_process(pid).state < 2:

@@ -63,7 +63,7 @@ with DAG(
         executor_names=[K8S],
         image=IMAGE,
         cmd="python3 -c",
-        args=[shlex.quote(PREPROCESS)],  # executors run `sh -c "<cmd> <args...>"`: args are shell words
+        args=[shlex.quote(PREPROCESS)],  # args are shell words of `<cmd> <args...>`, as the executors read them
         walltime=600,
         colonies_conn_id=CONN_ID,
         deferrable=DEFERRABLE,

@@ -78,7 +78,8 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     :param env: environment of the remote process.
     :param executor_names: executors that may run it. :param executor_type: or any executor of this type.
     :param nodes: number of nodes. :param processes_per_node: processes (MPI ranks) per node.
-    :param cpu: CPU request, e.g. ``"4000m"``. :param mem: memory request, e.g. ``"8Gi"``.
+    :param cpu: CPU request: cores (``4``, ``"2.5"``) or millicores (``"4000m"``); sent as millicores.
+    :param mem: memory request, e.g. ``"8Gi"``, ``"512M"``; sent as ``Mi``/``Gi``.
     :param gpu_count: number of GPUs (``gpu=`` is its deprecated old name). :param gpu_name: GPU model.
     :param walltime: seconds the job may run.
     :param inputs: ``{name: value}`` of earlier results mounted into this job: a label (its latest files,
@@ -91,6 +92,8 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         downstream jobs read the result label through ``inputs=``).
     :param result_label: ColonyFS label the job's results go to (default ``/pollinator/<job_name>/result``).
     :param job_name: name of the job (default: the task id).
+    :param launcher: ``False`` sends cmd/args/env raw instead of through Pollinator's launcher script
+        (which survives every executor's templating and records the real exit code; docs/executors/).
     :param colonies_conn_id: the ``colonies`` connection.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param poll_interval: seconds between polls while the remote process is quiet (deferrable mode).
@@ -132,6 +135,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         result_dir: Optional[str] = None,
         result_label: Optional[str] = None,
         job_name: Optional[str] = None,
+        launcher: Optional[bool] = None,
         colonies_conn_id: str = "colonies_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 2.0,
@@ -166,6 +170,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         self.result_dir = result_dir
         self.result_label = result_label
         self.job_name = job_name
+        self.launcher = launcher
         self.colonies_conn_id = colonies_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -206,7 +211,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
             "gpu_count": self.gpu_count, "gpu_name": self.gpu_name, "walltime": self.walltime,
             "inputs": self._inputs_now if self._inputs_now is not None else self.inputs,
             "result_dir": Path(self.result_dir) if self.result_dir else None, "result_label": self.result_label,
-            "name": self.job_name,
+            "name": self.job_name, "launcher": self.launcher,
         }
         return {k: v for k, v in options.items() if v is not None}
 

@@ -271,6 +271,7 @@ def pollinator_task(
     max_retries: Optional[int] = None,
     ship: Sequence[str] = (),
     assets: Sequence[Any] = (),
+    launcher: Optional[bool] = None,
     **task_options: Any,
 ) -> Any:
     """Make a Prefect task that runs as a ColonyOS job.
@@ -287,7 +288,7 @@ def pollinator_task(
             options given here override them.
         job_name: the ColonyOS project name (label ``/pollinator/<job_name>/...``);
             defaults to the function name with ``_`` as ``-``.
-        image ... max_retries: the core job options (see
+        image ... launcher: the core job options (see
             :class:`pollinator.run.JobOptions`); ``None`` keeps the default.
             ``result_dir`` is where results are downloaded; without it they
             stay in ColonyFS (the result label is in the artifact) and
@@ -312,7 +313,8 @@ def pollinator_task(
                  env=dict(env) if env is not None else None, init_cmd=init_cmd,
                  src_dir=Path(src_dir) if src_dir is not None else None,
                  data_dir=Path(data_dir) if data_dir is not None else None,
-                 result_dir=Path(result_dir) if result_dir is not None else None, max_retries=max_retries)
+                 result_dir=Path(result_dir) if result_dir is not None else None, max_retries=max_retries,
+                 launcher=launcher)
     options = {k: v for k, v in given.items() if v is not None}
     if kind == "function" and "src_dir" in options:
         raise ValueError("src_dir is where the function's source is shipped from; it cannot be set for "

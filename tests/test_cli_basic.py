@@ -100,8 +100,9 @@ def test_funcspec_prints_the_go_spec(tmp_path: Path):
     assert result.exit_code == 0, result.output
     spec = json.loads(result.stdout)
     p = load_project(tmp_path).project_name
-    assert spec["kwargs"]["args"] == [f"/cfs/pollinator/{p}/runs/<run_id>/S1/src/main.py"]
-    assert spec["conditions"]["colonyname"] == "dev"
+    # the command (python3 <src>/main.py) travels in the run's launcher (docs/executors/); the spec runs it
+    assert spec["kwargs"]["cmd"] == f"sh /cfs/pollinator/{p}/runs/<run_id>/files/launch.sh"
+    assert spec["kwargs"]["args"] == [] and spec["conditions"]["colonyname"] == "dev"
     FunctionSpec.model_validate(spec)
 
 
@@ -151,18 +152,23 @@ def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
     assert spec["label"] == "pollinator:<token-hash>"
     assert spec["funcname"] == "execute" and spec["args"] == []
     run = f"/pollinator/{p}/runs/<run_id>"
-    assert spec["kwargs"] == {"args": [f"/cfs{run}/SNAP/src/main.py"], "cmd": "python3",
-                              "docker-image": "python:3.12-rc-bookworm", "init-cmd": "pip3 install numpy",
-                              "rebuild-image": False}
+    # Go's cmd/args/init-cmd (pip3 install numpy; python3 <src>/main.py) travel in the run's launcher;
+    # the spec only runs it, in characters no ColonyOS executor template changes (docs/executors/)
+    assert spec["kwargs"] == {"args": [], "cmd": f"sh /cfs{run}/files/launch.sh",
+                              "docker-image": "python:3.12-rc-bookworm", "init-cmd": "", "rebuild-image": False}
     assert spec["env"] == {"PROJECT_DIR": f"/cfs{run}", "POLLINATOR_CLIENT_TOKEN": "<token>",
                            "POLLINATOR_RESULT_DIR": f"/cfs{run}/result", "POLLINATOR_RUN_ID": "<run_id>",
                            "POLLINATOR_RETURN": f"/cfs{run}/result/.pollinator/return.json",
-                           "POLLINATOR_LATEST_LABEL": f"/pollinator/{p}/result"}
+                           "POLLINATOR_LATEST_LABEL": f"/pollinator/{p}/result",
+                           "POLLINATOR_RUN_FILES": f"/cfs{run}/files",
+                           "POLLINATOR_LAUNCHER": f"/cfs{run}/files/launch.sh"}
     assert spec["fs"] == {
         "mount": "/cfs",
         "snapshots": [{"snapshotid": "SNAP", "label": f"{run}/src", "dir": f"{run}/SNAP/src",
                        "keepfiles": False, "keepsnapshot": True},
                       {"snapshotid": "<data snapshot>", "label": f"{run}/data", "dir": f"{run}/data",
+                       "keepfiles": False, "keepsnapshot": True},
+                      {"snapshotid": "<run files snapshot>", "label": f"{run}/files", "dir": f"{run}/files",
                        "keepfiles": False, "keepsnapshot": True}],
         "dirs": [
             {"label": f"{run}/result", "dir": f"{run}/result", "keepfiles": False,

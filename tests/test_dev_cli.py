@@ -41,10 +41,14 @@ def test_detach_env_echo_stop(tmp_path):
             assert name in env
         settings = Settings.from_env(env)
         with settings.client() as client:
-            spec = FunctionSpec(funcname="execute", kwargs={"cmd": "echo", "args": ["hello", "colony"]},
-                                maxwaittime=-1, maxexectime=30, maxretries=0,
+            # `pollinator dev` runs its executors strict: the spec must be one the ColonyOS executors run
+            spec = FunctionSpec(funcname="execute", kwargs={"cmd": "echo", "args": ["hello", "colony"],
+                                                            "docker-image": ""},
+                                maxwaittime=-1, maxexectime=30, maxretries=1,
                                 conditions=Conditions(colonyname=settings.colony_name,
-                                                      executortype="container-executor"))
+                                                      executortype="container-executor", nodes=1,
+                                                      processespernode=1, cpu="1000m", mem="1000Mi",
+                                                      walltime=60))
             pid = client.submit(spec).processid
             deadline = time.monotonic() + 60
             while client.get_process(pid).state < ProcessState.SUCCESS and time.monotonic() < deadline:

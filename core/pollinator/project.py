@@ -154,7 +154,7 @@ class _Model(BaseModel):
 
 
 class GPU(_Model):
-    count: int = Field(0, ge=0, description="the number of GPUs per node, an integer >= 0")
+    count: int = Field(0, ge=0, description="the number of GPUs (per node on HPC, per container on Kube), an integer >= 0")
     name: YamlStr = Field("", description="a GPU model name as the executor reports it, or empty")
 
 

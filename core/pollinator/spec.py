@@ -200,7 +200,7 @@ def build_spec(
         res = resolve(cpu=cpu, mem=mem, walltime=walltime, max_retries=max_retries)
     except ResourceError as exc:
         raise ProjectError(str(exc)) from None
-    _check_sizes(cmd=cmd, init_cmd=init_cmd, args=args, env=env)
+    check_sizes(cmd=cmd, init_cmd=init_cmd, args=args, env=env)
     _at_least("nodes", nodes, 1)
     _at_least("processes_per_node", processes_per_node, 1)
     _at_least("gpu_count", gpu_count, 0)
@@ -368,7 +368,7 @@ MAX_ARG_BYTES = 128 * 1024
 MAX_COMMAND_BYTES = 1024 * 1024
 
 
-def _check_sizes(*, cmd: str, init_cmd: str, args: Sequence[Any], env: Optional[Mapping[str, str]]) -> None:
+def check_sizes(*, cmd: str, init_cmd: str, args: Sequence[Any], env: Optional[Mapping[str, str]]) -> None:
     items = [("cmd", str(cmd)), ("init_cmd", str(init_cmd))]
     items += [(f"args[{i}]", str(a)) for i, a in enumerate(args)]
     items += [(f"env {k}", f"{k}={v}") for k, v in (env or {}).items()]

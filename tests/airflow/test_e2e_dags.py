@@ -53,6 +53,16 @@ with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=Fal
                        job_name="{dag_id}", deferrable={deferrable}, poll_interval=0.5)
 '''
 
+KUBE_FAIL_DAG = '''
+from datetime import datetime
+from airflow.sdk import DAG
+from pollinator_airflow.operators import PollinatorOperator
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
+    PollinatorOperator(task_id="work", executor_names=["kube-mimic"], cmd="echo about to fail; exit 7",
+                       job_name="{dag_id}", deferrable={deferrable}, poll_interval=0.5)
+'''
+
 SENSOR_DAG = '''
 from datetime import datetime
 from airflow.sdk import DAG
@@ -74,13 +84,14 @@ def _dags(results: Path) -> dict[str, str]:
                                                      deferrable=deferrable, result_dir=results / mode)
         dags[f"e2e_fail_{mode}"] = FAILING_DAG.format(dag_id=f"e2e_fail_{mode}", mark=f"{MARK}-{mode}",
                                                       deferrable=deferrable)
+        dags[f"e2e_kube_fail_{mode}"] = KUBE_FAIL_DAG.format(dag_id=f"e2e_kube_fail_{mode}", deferrable=deferrable)
         dags[f"e2e_sensor_{mode}"] = SENSOR_DAG.format(dag_id=f"e2e_sensor_{mode}", deferrable=deferrable)
     dags["cloud_to_hpc"] = (ROOT / "example_dags" / "cloud_to_hpc.py").read_text()
     return dags
 
 
 @pytest.fixture(scope="module")
-def runs(airflow_env, tmp_path_factory) -> dict[str, tuple[dict, str]]:
+def runs(airflow_env, tmp_path_factory, kube_mimic) -> dict[str, tuple[dict, str]]:
     """Run every DAG of this module once; dag_id -> (report, task log)."""
     out = tmp_path_factory.mktemp("dag-runs")
     results = out / "results"
@@ -137,6 +148,15 @@ def test_failing_job_fails_task_with_remote_error(runs, colony_env, mode):
     report, log = runs[f"e2e_fail_{mode}"]
     assert report["tasks"]["work"]["state"] == "failed", log[-6000:]
     assert "ended FAILED" in log
+    _no_secrets(colony_env, report, log)
+
+
+@pytest.mark.parametrize("mode", ["sync", "deferrable"])
+def test_failing_command_on_an_executor_that_closes_success_fails_the_task(runs, colony_env, mode):
+    """kube-mimic closes every job SUCCESS, as the Kube executor does; the launcher's exit record fails it."""
+    report, log = runs[f"e2e_kube_fail_{mode}"]
+    assert report["tasks"]["work"]["state"] == "failed", log[-6000:]
+    assert "the command exited with code 7" in log and "closed process" in log, log[-6000:]
     _no_secrets(colony_env, report, log)
 
 

@@ -25,7 +25,8 @@ def _options(tmp_path, **kw) -> JobOptions:
 
 def test_fill_equals_building_with_the_real_values(tmp_path):
     options = _options(tmp_path)
-    real = RunContext(run_id="R" * 8, snapshot_id="S" * 8, input_snapshots={"prep": "I" * 8}, token="dag/t/1")
+    real = RunContext(run_id="R" * 8, snapshot_id="S" * 8, input_snapshots={"prep": "I" * 8}, token="dag/t/1",
+                      files_snapshot_id="F" * 8)
     preview = build_job_spec("dev", options, RunContext(token=PLACEHOLDER_TOKEN))
     assert "<run_id>" in preview.model_dump_json() and "<snapshot of input prep>" in preview.model_dump_json()
     assert fill(preview, real, options.inputs) == build_job_spec("dev", options, real)

@@ -138,7 +138,8 @@ def test_dry_run_spec_lays_everything_out_per_run(tmp_path):
     assert spec.env["POLLINATOR_RESULT_DIR"] == f"/cfs{base}/result"
     assert spec.env["POLLINATOR_RUN_FILES"] == f"/cfs{base}/files"
     assert spec.env["POLLINATOR_LATEST_LABEL"] == "/pollinator/p/result"
-    assert spec.kwargs["args"] == [f"/cfs{base}/<snapshot>/src/main.py"]
+    # the command runs through the run's launcher (issue 15): its args are in launch.sh, built at submit
+    assert spec.kwargs["cmd"] == f"sh /cfs{base}/files/launch.sh" and spec.kwargs["args"] == []
     assert [(m.label, m.dir) for m in spec.fs.snapshots] == [
         (f"{base}/src", f"{base}/<snapshot>/src"), (f"{base}/data", f"{base}/data"),
         (f"{base}/files", f"{base}/files"), ("/pollinator/prep/result", f"{base}/inputs/prep")]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pollinator.errors import ProjectError
+from pollinator.colonies.models import ProcessState
+from pollinator.errors import JobFailed, ProjectError
 from pollinator.run import Job
 
 
@@ -50,3 +51,29 @@ def test_an_executor_type_the_named_executor_never_has_fails_before_anything_mov
                                                     r"dev-hpc \(type container-executor, approved\)"):
         unknown.submit()
     assert before is None or len(client.get_processes(state=0)) == before
+
+
+def test_a_failed_process_carries_the_commands_exit_code(settings, tmp_path):
+    job = Job.inline(settings, name="contract-exit", cmd="echo 'quoted & ok'; exit 4", executor_names=["dev-hpc"],
+                     walltime=60)
+    lines: list[str] = []
+    with job, pytest.raises(JobFailed) as info:
+        job.run(on_log=lines.append)
+    assert "quoted & ok" in lines
+    assert (info.value.state, info.value.exit_code) == ("FAILED", 4)
+
+
+def test_a_failing_command_on_an_executor_that_closes_success_fails_with_its_exit_code(settings, kube_mimic):
+    job = Job.inline(settings, name="contract-kube-exit", cmd="echo 'about to fail'; exit 7",
+                     executor_names=[kube_mimic], walltime=60)
+    with job, pytest.raises(JobFailed) as info:
+        job.run()
+    assert (info.value.state, info.value.exit_code) == ("FAILED", 7)
+    assert info.value.errors[0].startswith("the command exited with code 7")
+    with job.client as client:
+        assert client.get_process(info.value.process_id).state == ProcessState.SUCCESS  # the executor's word
+    ok = Job.inline(settings, name="contract-kube-ok", cmd="echo fine > $POLLINATOR_RESULT_DIR/f.txt",
+                    executor_names=[kube_mimic], walltime=60, result_dir=None)
+    with ok:
+        result = ok.run()
+    assert result.ok and result.result_files == ["f.txt"] and result.exit_code is None  # .pollinator/ not listed

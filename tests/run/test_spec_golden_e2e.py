@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from pollinator.run.build import (
+    PLACEHOLDER_FILES_SNAPSHOT,
     PLACEHOLDER_RUN_ID,
     PLACEHOLDER_DATA_SNAPSHOT,
     PLACEHOLDER_SNAPSHOT,
@@ -19,7 +20,7 @@ from pollinator.run.build import (
     PLACEHOLDER_TOKEN_LABEL,
     RUN_ID_ENV,
 )
-from pollinator.run.token import TOKEN_ENV
+from pollinator.run.token import TOKEN_ENV, token_env_value
 
 PY = sys.executable
 
@@ -69,10 +70,11 @@ def test_funcspec_equals_dry_run_equals_the_submitted_spec(tmp_path, colony_env,
     env = stored.env or {}
     values = {PLACEHOLDER_SNAPSHOT: stored.fs.snapshots[0].snapshotid,
               PLACEHOLDER_DATA_SNAPSHOT: stored.fs.snapshots[1].snapshotid, PLACEHOLDER_RUN_ID: env[RUN_ID_ENV],
-              PLACEHOLDER_TOKEN: env[TOKEN_ENV], PLACEHOLDER_TOKEN_LABEL: stored.label}
+              PLACEHOLDER_TOKEN: env[TOKEN_ENV], PLACEHOLDER_TOKEN_LABEL: stored.label,
+              PLACEHOLDER_FILES_SNAPSHOT: next(m.snapshotid for m in stored.fs.snapshots if m.label.endswith("/files"))}
     assert all(v and "<" not in v for v in values.values())
     shown, sent = _as_the_server_stores(_filled(dry_run, values)), stored.to_wire()
     assert shown == sent, json.dumps({k: (shown.get(k), sent.get(k)) for k in sent if shown.get(k) != sent.get(k)})
     token = json.loads((proj / ".pollinator" / "run.json").read_text())["token"]
-    assert env[TOKEN_ENV] == token
+    assert env[TOKEN_ENV] == token_env_value(token)
     client.cancel_process(pid)

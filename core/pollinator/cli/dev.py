@@ -55,7 +55,11 @@ def dev(ctx: typer.Context, data_dir: Path = DataDir,
         max_jobs: int = typer.Option(4, help="Jobs each local executor runs at once."),
         slurm: bool = typer.Option(False, "--slurm", help="Also start a one-node Slurm cluster on localhost (root, "
                                                           "Debian's slurm-wlm + munge) and run dev-hpc's jobs "
-                                                          "on it.")) -> None:
+                                                          "on it."),
+        strict: bool = typer.Option(True, "--strict/--lenient",
+                                    help="Executors refuse what the ColonyOS hpc/kube/docker executors refuse "
+                                         "(resources, deadlines, characters their templates change); "
+                                         "--lenient runs anything.")) -> None:
     """Start the local colony (foreground unless --detach; Ctrl-C stops it)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -66,7 +70,7 @@ def dev(ctx: typer.Context, data_dir: Path = DataDir,
             SlurmCluster.check_installed()
         except ConfigError as exc:
             raise _fail(exc, 2) from None
-    colony = LocalColony(data_dir, port=port, s3_port=s3_port, max_jobs=max_jobs, slurm=slurm)
+    colony = LocalColony(data_dir, port=port, s3_port=s3_port, max_jobs=max_jobs, slurm=slurm, strict=strict)
     if colony.is_running():
         console.print(f"A local colony is already running from {colony.data_dir}.")
         _summary(colony)

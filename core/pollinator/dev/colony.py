@@ -74,7 +74,7 @@ class LocalColony:
     def __init__(self, data_dir: Path = DEFAULT_DATA_DIR, *, host: str = "127.0.0.1", port: Optional[int] = None,
                  s3_port: Optional[int] = None, executors: tuple[str, ...] = DEFAULT_EXECUTORS,
                  external_s3: Optional[S3Settings] = None, executor_type: str = "container-executor",
-                 max_jobs: int = 4, slurm: bool = False, strict: bool = False):
+                 max_jobs: int = 4, slurm: bool = False, strict: bool = True):
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.strict = strict  # executors refuse what the ColonyOS hpc/kube/docker executors refuse
         self.slurm = slurm

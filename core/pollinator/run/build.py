@@ -22,10 +22,12 @@ from typing import Any, Mapping, Optional
 from pollinator import spec as specs
 from pollinator.colonies.models import FunctionSpec, SnapshotMount
 from pollinator.errors import ProjectError
+from pollinator.launcher import LAUNCHER_FILE, Launcher, spec_env
 from pollinator.pins import parse_input
 from pollinator.run import returns
+from pollinator.run.exit_record import LAUNCHER_ENV
 from pollinator.run.options import JobOptions
-from pollinator.run.token import TOKEN_ENV, token_label
+from pollinator.run.token import TOKEN_ENV, token_env_value, token_label
 
 RUN_ID_ENV = specs.RUN_ID_ENV
 RESULT_DIR_ENV = specs.RESULT_DIR_ENV
@@ -74,7 +76,7 @@ class RunContext:
         pairs = {PLACEHOLDER_RUN_ID: self.run_id, PLACEHOLDER_SNAPSHOT: self.snapshot_id,
                  PLACEHOLDER_DATA_SNAPSHOT: self.data_snapshot_id, PLACEHOLDER_FILES_SNAPSHOT: self.files_snapshot_id}
         if self.token is not None:
-            pairs[PLACEHOLDER_TOKEN] = self.token
+            pairs[PLACEHOLDER_TOKEN] = token_env_value(self.token)  # the token only appears in the env
             pairs[PLACEHOLDER_TOKEN_LABEL] = self.label
         for name in inputs:
             pairs[placeholder_input_snapshot(name)] = self.input_snapshot(name)
@@ -96,24 +98,48 @@ def has_data(options: JobOptions) -> bool:
     return bool(options.data_dir and Path(options.data_dir).is_dir())
 
 
-def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunContext] = None, *,
-                   run_files: bool = False) -> FunctionSpec:
-    """The function spec of ``options`` for the run ``ctx`` (default: a preview, all placeholders).
-
-    ``run_files``: the run has small files of its own (``Job.run_files``), mounted at
-    ``$POLLINATOR_RUN_FILES``. Bad values raise :class:`ProjectError` naming the field,
-    before anything is uploaded or sent.
-    """
-    o, ctx = options, ctx or RunContext()
-    _refuse_placeholders(o)
-    has_src = bool(o.src_dir and Path(o.src_dir).is_dir())
-    run = specs.run_labels(o.name, ctx.run_id)
+def _command_args(o: JobOptions, ctx: RunContext, has_src: bool) -> list[str]:
+    """The command's arguments: the project's ``source`` file (in the run's src snapshot) first, then ``args``."""
     args = list(o.args)
     if o.source:
         if not has_src:
             raise ProjectError(f"source={o.source!r} needs a src_dir holding it")
         args = [specs.source_path(o.name, ctx.snapshot_id, o.source, run_id=ctx.run_id), *args]
-    env = dict(o.env)
+    return args
+
+
+def launcher_files(options: JobOptions, ctx: RunContext) -> dict[str, bytes]:
+    """The run file ``launch.sh`` (:mod:`pollinator.launcher`) built with ``ctx``'s real values; {} without it."""
+    if not options.launcher:
+        return {}
+    has_src = bool(options.src_dir and Path(options.src_dir).is_dir())
+    try:
+        launcher = Launcher(cmd=options.cmd, args=_command_args(options, ctx, has_src), init_cmd=options.init_cmd,
+                            env=options.env)
+        return {LAUNCHER_FILE: launcher.data()}
+    except ValueError as exc:
+        raise ProjectError(f"cmd/args/init_cmd/env: {exc}") from None
+
+
+def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunContext] = None, *,
+                   run_files: bool = False) -> FunctionSpec:
+    """The function spec of ``options`` for the run ``ctx`` (default: a preview, all placeholders).
+
+    ``run_files``: the run has small files of its own (``Job.run_files``), mounted at
+    ``$POLLINATOR_RUN_FILES``. With ``launcher`` (the default) one of them is
+    ``launch.sh`` (:func:`launcher_files`): the spec's cmd is ``sh <it>`` and the
+    command, args, init-cmd and env travel byte for byte in it, where no executor
+    template changes them (docs/executors/); the spec's env keeps Pollinator's own
+    variables and the user's template-safe values. Bad values raise
+    :class:`ProjectError` naming the field, before anything is uploaded or sent.
+    """
+    o, ctx = options, ctx or RunContext()
+    _refuse_placeholders(o)
+    has_src = bool(o.src_dir and Path(o.src_dir).is_dir())
+    run = specs.run_labels(o.name, ctx.run_id)
+    args = _command_args(o, ctx, has_src)
+    specs.check_sizes(cmd=o.cmd, init_cmd=o.init_cmd, args=args, env=o.env)  # the launcher's sh -c has them too
+    env: dict[str, str] = {}  # Pollinator's own variables; the user's are added below
     mounts: list[SnapshotMount] = []
     for name, value in o.inputs.items():
         rel = run.input_dir(name)
@@ -126,14 +152,23 @@ def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunConte
     env[returns.RETURN_ENV] = returns.return_path(f"{specs.CFS_MOUNT}{run.result}")
     env[LATEST_ENV] = latest_label(o)
     if ctx.token is not None:
-        env[TOKEN_ENV] = ctx.token
+        env[TOKEN_ENV] = ctx.token if ctx.token == PLACEHOLDER_TOKEN else token_env_value(ctx.token)
+    cmd, init_cmd = o.cmd, o.init_cmd
+    if o.launcher:
+        launcher_files(o, ctx)  # refuse now what cannot be written into it, not at submit
+        path = f"{specs.CFS_MOUNT}{run.files}/{LAUNCHER_FILE}"
+        cmd, args, init_cmd = f"sh {path}", [], ""
+        env = {**spec_env(o.env), **env, LAUNCHER_ENV: path}
+        run_files = True
+    else:
+        env = {**o.env, **env}
     mounts_of_run = specs.RunMounts(ctx.run_id, ctx.data_snapshot_id if has_data(o) else None,
                                     ctx.files_snapshot_id if run_files else None)
     return specs.build_spec(
         colony_name, project_name=o.name, snapshot_id=ctx.snapshot_id if has_src else None, image=o.image,
-        cmd=o.cmd, args=args, env=env, executor_names=o.executor_names, executor_type=o.executor_type,
+        cmd=cmd, args=args, env=env, executor_names=o.executor_names, executor_type=o.executor_type,
         nodes=o.nodes, processes_per_node=o.processes_per_node, cpu=o.cpu, mem=o.mem, gpu_count=o.gpu_count,
-        gpu_name=o.gpu_name, walltime=o.walltime, init_cmd=o.init_cmd, rebuild_image=o.rebuild_image,
+        gpu_name=o.gpu_name, walltime=o.walltime, init_cmd=init_cmd, rebuild_image=o.rebuild_image,
         extra_snapshot_mounts=mounts, max_retries=o.max_retries, priority=o.priority, label=ctx.label,
         run=mounts_of_run)
 

@@ -13,16 +13,16 @@ a SUCCESS into a failure carrying the real exit code.
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from pollinator.launcher import INTERNAL_DIR
+from pollinator.errors import ColoniesError, SyncError
+from pollinator.run.returns import internal_label
 
 LAUNCHER_ENV = "POLLINATOR_LAUNCHER"
 """Spec env variable naming the launcher's container path: this run writes an exit record."""
+MAX_RECORD_BYTES = 4096
 
 
 class ExitRecord(BaseModel):
@@ -40,19 +40,28 @@ def uses_launcher(spec: Any) -> bool:
     return bool(env.get(LAUNCHER_ENV))
 
 
-def read_records(cfs: Any, result_label: str) -> list[ExitRecord]:
-    """Every exit record in ``<result_label>/.pollinator`` (rank 0's first); unreadable ones are skipped."""
-    with tempfile.TemporaryDirectory(prefix="pollinator-exit-") as tmp:
+def read_records(client: Any, store: Any, result_label: str) -> list[ExitRecord]:
+    """Every exit record in ``<result_label>/.pollinator`` (rank 0's first), read straight from S3.
+
+    Malformed or oversized ones are skipped (:func:`failure` then reports the run as unfinished);
+    a record that exists but cannot be fetched raises :class:`SyncError`: the outcome is unknown.
+    """
+    try:
+        rows = client.get_files(internal_label(result_label)) or []
+    except ColoniesError:  # no such label: "no record", which failure() reports
+        return []
+    records = []
+    for row in sorted(rows, key=lambda r: (r.name != "exit.json", r.name)):
+        if not (row.name.startswith("exit") and row.name.endswith(".json")) or not 0 < row.size <= MAX_RECORD_BYTES:
+            continue
         try:
-            cfs.pull(f"{result_label.rstrip('/')}/{INTERNAL_DIR}", Path(tmp))
-        except Exception:  # noqa: BLE001 - no such label is "no record", which check() reports
-            return []
-        records = []
-        for path in sorted(Path(tmp).glob("exit*.json"), key=lambda p: (p.name != "exit.json", p.name)):
-            try:
-                records.append(ExitRecord.model_validate(json.loads(path.read_text(encoding="utf-8"))))
-            except (ValueError, ValidationError, OSError):
-                continue
+            raw = store.get_small(row.s3filename, row.size)
+        except Exception as exc:  # noqa: BLE001 - S3 unreachable: unknown, not "no record" (that would fail a run)
+            raise SyncError(f"cannot read the exit record {internal_label(result_label)}/{row.name}: {exc}") from exc
+        try:
+            records.append(ExitRecord.model_validate(json.loads(raw.decode("utf-8"))))
+        except (ValueError, ValidationError):
+            continue
     return records
 
 
@@ -69,3 +78,12 @@ def failure(records: list[ExitRecord], process_id: str) -> Optional[tuple[str, O
             return (f"{what} exited with code {record.exit_code}{rank} (exit code {record.exit_code}); the "
                     f"executor closed process {process_id} SUCCESS anyway", record.exit_code)
     return None
+
+
+def exit_code(records: list[ExitRecord], process_id: str) -> Optional[int]:
+    """The first non-zero exit code this process recorded (rank 0's first), else rank 0's code, else None."""
+    mine = [r for r in records if r.complete and (not r.process_id or r.process_id == process_id)]
+    failing = [r.exit_code for r in mine if r.exit_code != 0]
+    if failing:
+        return failing[0]
+    return next((r.exit_code for r in mine if r.rank in ("0", "")), None)

@@ -332,6 +332,8 @@ class ProcessHandle:
             message, code = failed
             result = result.model_copy(update={"state": "FAILED", "errors": [message, *result.errors],
                                                "exit_code": code})
+        elif process.state == ProcessState.FAILED:
+            result = result.model_copy(update={"exit_code": self.recorded_exit_code()})
         if result.ok and self.result_label:
             snapshot_id, pinned_files = self.pin_result()
             result = result.model_copy(update={"result_snapshot_id": snapshot_id,
@@ -373,7 +375,20 @@ class ProcessHandle:
         process = self._spec_process()
         if not exit_record.uses_launcher(process.spec) or not self.result_label:
             return None
-        return exit_record.failure(exit_record.read_records(self.cfs, self.result_label), self.process_id)
+        records = exit_record.read_records(self.client, self.cfs.store, self.result_label)
+        return exit_record.failure(records, self.process_id)
+
+    def recorded_exit_code(self) -> Optional[int]:
+        """The command's exit code from the launcher's record (None: no launcher, or it did not finish)."""
+        process = self._spec_process()
+        if not exit_record.uses_launcher(process.spec) or not self.result_label:
+            return None
+        try:
+            records = exit_record.read_records(self.client, self.cfs.store, self.result_label)
+        except Exception as exc:  # noqa: BLE001 - the failure itself is what matters; the code is a detail
+            log.debug("could not read the exit record of %s: %s", self.process_id, exc)
+            return None
+        return exit_record.exit_code(records, self.process_id)
 
     # -- follow to the end ---------------------------------------------------------------------
     def watch(self, on_log: Optional[LogHandler] = None, timeout: Optional[float] = None) -> Process:

@@ -32,12 +32,13 @@ from pollinator.run.build import (
     RunContext,
     build_job_spec,
     fill,
+    launcher_files,
 )
 from pollinator.run.build import latest_label as options_latest_label
 from pollinator.run.build import result_label as options_result_label
 from pollinator.run import layout
 from pollinator.run.discovery import Discovery
-from pollinator.run.handle import Connections, LogHandler, ProcessHandle
+from pollinator.run.handle import Connections, LogHandler, ProcessHandle, result_label_of
 from pollinator.run.options import JobOptions
 from pollinator.run.pinned import input_snapshots
 from pollinator.run.result import JobResult
@@ -114,7 +115,9 @@ class Job:
 
     def _bind_handle(self, process_id: str, process: Optional[Process] = None) -> ProcessHandle:
         """The handle of ``process_id``; what it knows of the run comes from our options when we have them."""
-        label = self.result_label if self.options is not None and self.run_id else ""  # else: from the spec
+        # the process's own spec says where its results are (a re-attached process may be another job's)
+        label = result_label_of(process) if process is not None else ""
+        label = label or (self.result_label if self.options is not None and self.run_id else "")
         result_dir = self.options.result_dir if self.options is not None else None
         self.handle = ProcessHandle(self.settings, process_id, result_dir=result_dir, result_label=label,
                                     run_id=self.run_id, process=process, connections=self.connections)
@@ -256,8 +259,13 @@ class Job:
         self.discover()
         self.run_id = crypto.random_id()
         # this run's own src/data/run files, pinned in labels only it writes (see pollinator.run.layout)
-        staged = layout.stage(self.cfs, o.name, self.run_id, src_dir=o.src_dir, data_dir=o.data_dir,
-                              run_files=self.run_files)
+        staged = layout.stage(self.cfs, o.name, self.run_id, src_dir=o.src_dir, data_dir=o.data_dir)
+        # the run files, with the launcher built now that the run id and src snapshot are known
+        ctx = RunContext(run_id=self.run_id, snapshot_id=staged.src_snapshot or PLACEHOLDER_SNAPSHOT)
+        files = {**self.run_files, **launcher_files(o, ctx)}
+        if files:
+            staged = replace(staged, files_snapshot=layout.stage(self.cfs, o.name, self.run_id,
+                                                                 run_files=files).files_snapshot)
         input_snaps = input_snapshots(self.cfs, o.inputs)
         spec = self.spec(input_snapshots=input_snaps, staged=staged)
         process = self.client.submit(spec)

@@ -42,6 +42,10 @@ class JobOptions(BaseModel):
     data_dir: Optional[Path] = None
     result_dir: Optional[Path] = None
     result_label: str = Field("", description="default /pollinator/<name>/result")
+    launcher: bool = Field(True, description="run cmd/args/init_cmd/env through Pollinator's launcher script, "
+                                             "which survives every executor's templating and records the exit "
+                                             "code (docs/executors/); False sends them raw, for a foreign "
+                                             "command that must run unwrapped")
 
     @field_validator("inputs", mode="before")
     @classmethod

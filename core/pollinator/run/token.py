@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Optional
+from urllib.parse import quote
 
 from pollinator.colonies.models import Process, ProcessState
 from pollinator.errors import ColoniesReplyError
@@ -26,10 +27,18 @@ def token_label(token: str) -> str:
     return f"{LABEL_PREFIX}{digest}"
 
 
+def token_env_value(token: str) -> str:
+    """The token as the spec's env carries it: percent-encoded where an executor template would change it.
+
+    (An Airflow run id holds ``+``, which the HPC executor's html/template turns into ``&#43;``.)
+    """
+    return quote(token, safe="/:@,=._-")
+
+
 def carries_token(process: Process, token: str) -> bool:
     if process.spec.label == token_label(token):
         return True
-    return (process.spec.env or {}).get(TOKEN_ENV) == token
+    return (process.spec.env or {}).get(TOKEN_ENV) in (token_env_value(token), token)
 
 
 def find_by_token(client: "ColoniesClient", token: str, count: int = 100) -> Optional[Process]:
