@@ -233,8 +233,10 @@ def test_replay_all_captures(replay: Replay) -> None:
         payloadtype = signature = None
         if name == "assignprocessmsg_longpoll_wakeup":
             status, reply, wake_ms = replay.longpoll_wakeup()
-            if wake_ms > 200:
-                problems.append(f"{name}: long-poll woke {wake_ms:.0f} ms after the submit")
+            # the poll asks for 10 s: waking well before that is the behaviour (the real server took 12-18 ms;
+            # a loaded CI box may take hundreds), timing out instead is the bug
+            if wake_ms > 5000:
+                problems.append(f"{name}: long-poll woke {wake_ms:.0f} ms after the submit (not by the submit)")
         else:
             if name == "error_payloadtype_mismatch":
                 payloadtype = "getprocessesmsg"  # the Go reply names the handler of the envelope's type
@@ -245,7 +247,8 @@ def test_replay_all_captures(replay: Replay) -> None:
                                          payloadtype=payloadtype, signature=signature)
             elapsed = (time.perf_counter() - t0) * 1000
             if name.startswith("assignprocessmsg_empty_timeout") and capture["elapsed_ms"] > 500:
-                if abs(elapsed - capture["elapsed_ms"]) > 300:
+                # it must really block for its timeout (not return at once, not hang); slack for a loaded box
+                if not capture["elapsed_ms"] - 100 <= elapsed <= capture["elapsed_ms"] + 3000:
                     problems.append(f"{name}: blocked {elapsed:.0f} ms, real server {capture['elapsed_ms']} ms")
         if status != capture["http_status"]:
             problems.append(f"{name}: HTTP {status} != {capture['http_status']} ({reply})")
