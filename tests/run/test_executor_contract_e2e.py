@@ -70,7 +70,7 @@ def test_a_failing_command_on_an_executor_that_closes_success_fails_with_its_exi
         job.run()
     assert (info.value.state, info.value.exit_code) == ("FAILED", 7)
     assert info.value.errors[0].startswith("the command exited with code 7")
-    with job.client as client:
+    with settings.client() as client:  # a client of our own (the job's is shared with other jobs)
         assert client.get_process(info.value.process_id).state == ProcessState.SUCCESS  # the executor's word
     ok = Job.inline(settings, name="contract-kube-ok", cmd="echo fine > $POLLINATOR_RESULT_DIR/f.txt",
                     executor_names=[kube_mimic], walltime=60, result_dir=None)
