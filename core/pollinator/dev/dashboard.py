@@ -64,7 +64,7 @@ async def index_page(request: Request) -> HTMLResponse:
     store = request.app.state.store
     rows = []
     for state in ProcessState:
-        for p in store.processes_in_state(int(state), limit=50):
+        for p in store.processes_in_state(int(state), limit=50, newest_first=True):
             rows.append(p)
     rows.sort(key=lambda p: p["submission"] or 0, reverse=True)
     table = "".join(

@@ -304,8 +304,11 @@ class Store:
             colony, WAITING, executor_type, cpu, mem, location, executor_name)
         return self._process(row) if row else None
 
-    def processes_in_state(self, state: int, limit: int = 1000) -> list[dict[str, Any]]:
-        return [self._process(r) for r in self._all("SELECT * FROM processes WHERE state=? LIMIT ?", state, limit)]
+    def processes_in_state(self, state: int, limit: int = 1000, newest_first: bool = False) -> list[dict[str, Any]]:
+        """Oldest first (deadline checks want those); a capped listing of what is new asks for newest_first."""
+        order = "DESC" if newest_first else "ASC"
+        return [self._process(r) for r in self._all(
+            f"SELECT * FROM processes WHERE state=? ORDER BY submission {order} LIMIT ?", state, limit)]
 
     def count_processes(self, colony: str, state: int) -> int:
         return self._count("SELECT COUNT(*) FROM processes WHERE colony=? AND state=?", colony, state)
