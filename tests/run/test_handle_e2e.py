@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from pollinator.run import shared
 from pollinator.run import Job, ProcessHandle
 from pollinator.run.handle import RUN_ID_ENV
 
@@ -46,8 +47,11 @@ def test_attach_by_id_learns_the_run_from_the_process_spec(settings, tmp_path):
         assert result.ok and result.result_files == ["out.txt"]
         assert (tmp_path / "elsewhere" / "out.txt").read_text() == run_id
         cfs = handle.cfs  # made for the download: closing the handle releases its pools
+        holders = shared.users(settings)
     assert handle.connections._client is None and handle.connections._cfs is None
-    assert cfs.store._lean is None and cfs.store._client is None
+    assert shared.users(settings) == holders - 1  # the handle gave its lease back
+    if shared.users(settings) == 0:  # no other job of this process shares the pools: they are closed
+        assert cfs.store._lean is None and cfs.store._client is None
 
 
 def test_a_cursor_continues_after_the_last_line_delivered(settings, tmp_path):
