@@ -92,7 +92,10 @@ def run_child(env: dict[str, str], mode: str, n: int, name: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="tasks mapped (default 100)")
-    ap.add_argument("--max-jobs", type=int, default=8, help="jobs each local executor runs at once")
+    ap.add_argument("--max-jobs", type=int, default=0,
+                    help="jobs each local executor runs at once (default: the machine's cores shared out between "
+                         "the executors, at least 1: with more slots than cores each job's time grows with the "
+                         "number running and the capacity bound no longer holds)")
     ap.add_argument("--child", choices=["fanout", "serial"], help=argparse.SUPPRESS)
     ap.add_argument("--name", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -102,6 +105,8 @@ def main() -> None:
 
     from pollinator.dev.colony import DEFAULT_EXECUTORS, LocalColony
 
+    if args.max_jobs <= 0:
+        args.max_jobs = max(1, (os.cpu_count() or 1) // len(DEFAULT_EXECUTORS))
     with tempfile.TemporaryDirectory(prefix="pollinator-fanout-") as tmp:
         colony = LocalColony(Path(tmp) / "colony", port=None, max_jobs=args.max_jobs)
         env = colony.start()
