@@ -57,7 +57,8 @@ from pollinator.cfs.paths import (CFS_FILE, TMP_PREFIX, check_name, is_under, la
                                   rel_dir_of, safe_target)
 from pollinator.cfs.plan import LabelPlan, LocalFile, PlannedFile, RemoteFile, SyncPlan, SyncReport, plan_label
 from pollinator.cfs.progress import ProgressCallback, Tracker
-from pollinator.cfs.s3 import S3Store, backoff, describe_error, record_endpoint
+from pollinator.backoff import backoff
+from pollinator.cfs.s3 import S3Store, describe_error, record_endpoint
 from pollinator.colonies import crypto
 from pollinator.colonies.client import ColoniesClient
 from pollinator.colonies.models import File, Reference, S3Object, Snapshot

@@ -24,7 +24,6 @@ and older gateways differ on flexible checksums.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from typing import TYPE_CHECKING, BinaryIO, Callable, Optional
 
@@ -70,10 +69,6 @@ def describe_error(exc: BaseException) -> str:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
         return f"S3 {err.get('Code', 'error')} (HTTP {status}): {err.get('Message', '')}".rstrip(": ")
     return f"{type(exc).__name__}: {exc}"
-
-
-def backoff(attempt: int, base: float = 0.1, cap: float = 3.0) -> float:
-    return min(cap, base * (2**attempt)) * (0.5 + random.random() / 2)
 
 
 class S3Store:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any, Optional, Self
 
@@ -20,6 +19,7 @@ import httpx
 
 from pollinator.colonies import crypto
 from pollinator.colonies.rpc import MAX_LOG_COUNT, Call, Messages, decode_reply, encode_envelope
+from pollinator.backoff import backoff
 from pollinator.errors import ColoniesError, ServerError, Unreachable
 from pollinator.http_pool import ConnectFailed, ConnectionPool
 
@@ -50,10 +50,6 @@ LANE_WIDTH = 2
 
 def _base_url(host: str, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}"
-
-
-def _backoff(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
-    return min(cap, base * (2**attempt)) * (0.5 + random.random() / 2)
 
 
 def _should_retry(call: Call, exc: Exception) -> bool:
@@ -153,7 +149,7 @@ class ColoniesClient(_Base):
                     if isinstance(exc, ColoniesError):
                         raise
                     raise self._wrap_transport_error(call, exc) from exc
-                delay = _backoff(attempt)
+                delay = backoff(attempt, base=0.2, cap=5.0)
                 log.debug("retrying %s in %.2fs after %s", call.msgtype, delay, type(exc).__name__)
                 time.sleep(delay)
                 attempt += 1
@@ -252,7 +248,7 @@ class AsyncColoniesClient(_Base):
                     if isinstance(exc, ColoniesError):
                         raise
                     raise self._wrap_transport_error(call, exc) from exc
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt, base=0.2, cap=5.0))
                 attempt += 1
 
     async def aclose(self) -> None:

@@ -12,10 +12,11 @@ process was re-queued, the executor is stopping).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from typing import Callable, Optional, TypeVar
+
+from pollinator.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def retry_window(step: Callable[[], T], *, window: float, what: str,
             if not transient(exc):
                 raise
             attempt += 1
-            delay = min(max_delay, first_delay * 2 ** (attempt - 1)) * (0.75 + random.random() / 4)
+            delay = backoff(attempt - 1, base=first_delay, cap=max_delay)
             left = end - time.monotonic()
             if left <= 0 or (stop is not None and stop.is_set()):
                 raise
