@@ -85,6 +85,12 @@ class PollinatorTrigger(BaseTrigger):
     :param colonies_conn_id: the ``colonies`` connection to reach it through.
     :param poll_interval: seconds between polls while the process is quiet.
     :param since: log timestamp (ns) already shown, so a resumed trigger does not repeat lines.
+    :param checkpoint_interval: seconds of log lines after which the trigger hands its cursor back (a
+        ``progress`` event) so the task defers again with it; for Airflow without the triggerer's XCom API.
+
+    The cursor is also kept as an XCom of the task instance (:mod:`pollinator_airflow.log_cursor`):
+    a trigger rebuilt from the kwargs stored at deferral (a triggerer restart, another triggerer taking
+    over) starts after the last batch of lines logged, not after ``since``.
     """
 
     def __init__(self, process_id: str, colonies_conn_id: str = "colonies_default", poll_interval: float = 2.0,
@@ -120,6 +126,12 @@ class PollinatorTrigger(BaseTrigger):
             return
         from pollinator.run.handle import emit
 
+        from pollinator_airflow.log_cursor import LogCursorStore
+
+        store = LogCursorStore(self.task_instance, self.process_id, self.log)
+        self.since = max(self.since, await store.load())  # the kwargs hold the cursor at deferral only
+        event["last_timestamp"] = self.since
+        saved = self.since
         client = shared_clients.acquire(settings)
         started = time.monotonic()
         try:
@@ -127,6 +139,11 @@ class PollinatorTrigger(BaseTrigger):
             async for line in follower:
                 emit(self._log_line, line)  # one log record per remote line, as the sync mode logs them
                 self.since = follower.last_timestamp  # serialize() and the event carry the cursor on
+                if getattr(follower, "pending", 0) == 0 and self.since != saved:
+                    # the batch is in the log: record how far, durably (shielded: a triggerer stopping now
+                    # cancels us, and the write that is already under way should still land)
+                    saved = self.since
+                    await asyncio.shield(store.save(saved))
                 if self.checkpoint_interval and time.monotonic() - started >= self.checkpoint_interval:
                     # Airflow rebuilds a trigger from the kwargs stored at deferral: hand the cursor back so
                     # the task defers again with it stored (bounds what a triggerer restart can repeat)

@@ -185,7 +185,11 @@ class _Pacing:
 
 
 class LogFollower:
-    """Iterate a process's log lines until it is final; ``.process`` then holds it."""
+    """Iterate a process's log lines until it is final; ``.process`` then holds it.
+
+    ``pending`` is 0 right after the last line of one poll's batch: a consumer that records the cursor
+    durably (the Airflow trigger) does it then, once per batch rather than once per line.
+    """
 
     def __init__(self, client, process_id: str, since: int = 0, *, unreachable_timeout: float = 300.0,
                  deadline: Optional[float] = None, min_interval: float = MIN_INTERVAL,
@@ -200,6 +204,7 @@ class LogFollower:
                                first_interval, age_fraction)
         self.attempts = AttemptTracker()
         self.waiting = WaitWatch()
+        self.pending = 0  # lines of the current batch not yet yielded: 0 after a batch's last line
 
     @property
     def last_timestamp(self) -> int:
@@ -219,7 +224,10 @@ class LogFollower:
             self._check_deadline()
             try:
                 lines = self._batch()
-                yield from lines
+                self.pending = len(lines)
+                for line in lines:
+                    self.pending -= 1
+                    yield line
                 if final and not lines:
                     return  # drained after the process ended
                 if not lines and (final or self._pacing.state_due()):
@@ -262,7 +270,9 @@ class AsyncLogFollower(LogFollower):
             self._check_deadline()
             try:
                 lines = await self._abatch()
+                self.pending = len(lines)
                 for line in lines:
+                    self.pending -= 1
                     yield line
                 if final and not lines:
                     return
