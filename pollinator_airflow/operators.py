@@ -349,6 +349,9 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         outlets = outlet_labels(self.outlets)
         if not outlets or not result.ok or not result.result_snapshot_id:
             return
+        if getattr(self, "_emitted_for", None) == result.process_id:
+            return  # Airflow's resumable path fetches the result twice: one event, one log line
+        self._emitted_for = result.process_id
         events = context.get("outlet_events")
         if events is None:
             self.log.warning("no outlet_events in the context: asset events not emitted")
