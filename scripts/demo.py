@@ -1,10 +1,13 @@
 """`make demo`: the mission on one machine.
 
 Starts a local colony (server, S3, executors dev-k8s and dev-hpc), runs the
-Airflow example DAG with `airflow dags test` and the Prefect twin flow, shows
-the remote log lines as they stream, prints a summary table of every ColonyOS
-process the two runs created, and stops the colony. Exit 0 only when every
-step succeeded and its result files are there.
+Airflow example DAG with `airflow dags test`, the cross-DAG asset pair
+(`scripts/asset_chain.py`: preprocess emits an asset event, a real `airflow
+scheduler` makes the train run it triggers, train mounts exactly that event's
+snapshot) and the Prefect twin flow, shows the remote log lines as they
+stream, prints a summary table of every ColonyOS process the runs created,
+and stops the colony. Exit 0 only when every step succeeded and its result
+files are there.
 """
 
 from __future__ import annotations
@@ -23,13 +26,17 @@ from rich.text import Text
 
 from pollinator.colonies.models import ProcessState, parse_go_time
 from pollinator.dev.colony import LocalColony
+from pollinator.run.handle import result_label_of
+from pollinator.run.layout import is_internal, latest_label_of
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_dags"
 console = Console(width=None if sys.stdout.isatty() else 120)
-EXPECTED_ROWS = {None: 5, "airflow": 3, "prefect": 2}  # remote steps: 3 in the DAG, 2 in the flow
-# each step's result file that must be in its result label afterwards
-EXPECTED = {"airflow": {"preprocess": "train.csv", "train": "model.json"},
+# remote steps: 3 in the DAG, 3 in the asset pair (preprocess twice, train once), 2 in the flow
+EXPECTED_ROWS = {None: 8, "airflow": 6, "prefect": 2}
+# each step's result file that must be in its run's result label afterwards ("": it returns a value only)
+EXPECTED = {"airflow": {"preprocess": "train.csv", "train": "model.json", "evaluate": "", "asset_prep": "train.csv",
+                        "asset_train": "model.json"},
             "prefect": {"preprocess": "train.json", "train": "model.json"}}
 
 
@@ -55,7 +62,7 @@ def submitted_at(process) -> datetime:
 
 def interesting(line: str) -> bool:
     """Airflow's own bookkeeping is noise here: keep the task's lines, its start/end and errors."""
-    keep = ("PollinatorOperator", "[DAG TEST]", "pollinator", "ERROR", "Error", "Task run", "Flow run",
+    keep = ("PollinatorOperator", "[DAG TEST]", "[chain]", "pollinator", "ERROR", "Error", "Task run", "Flow run",
             "evaluation", "Traceback", "Exception")
     return any(k in line for k in keep) and "Pushing xcom" not in line
 
@@ -85,14 +92,14 @@ def summary(colony: LocalColony, since: datetime, prefect_from: datetime,
                     continue
                 rows.append(p)
         for p in sorted(rows, key=lambda p: p.submissiontime):
-            project = (p.spec.env or {}).get("PROJECT_DIR", "").rsplit("/", 1)[-1]
-            result_label = f"/pollinator/{project}/result"
-            files = [f.name for f in client.get_files(result_label) or []]
+            latest = latest_label_of(p.spec).split("/")  # /pollinator/<job name>/result
+            project = latest[2] if len(latest) > 3 else "-"
+            files = [f.name for f in client.get_files(result_label_of(p)) or [] if not is_internal(f.name)]
             engine = "prefect" if submitted_at(p) >= prefect_from else "airflow"
             start, end = parse_go_time(p.starttime), parse_go_time(p.endtime)
             secs = f"{(end - start).total_seconds():.1f}" if start and end else "-"
             state = ProcessState(p.state).name
-            ok &= state == "SUCCESS" and EXPECTED[engine].get(project, "") in files + [""]
+            ok &= state == "SUCCESS" and EXPECTED[engine].get(project, "?") in files + [""]
             table.add_row(engine, project, executors.get(p.assignedexecutorid, "-"), p.processid[:12], state, secs,
                           ", ".join(sorted(files)[:4]) or "-")
     return table, ok and len(rows) >= expected_rows
@@ -119,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
             airflow_env = {**env, "AIRFLOW_HOME": str(Path(tmp) / "airflow"),
                            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
                            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # asset events queue runs
                            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp}/airflow.db",
                            "POLLINATOR_DEMO_OUT": str(Path(tmp) / "out")}
             airflow = str(Path(sys.executable).with_name("airflow"))
             if args.only != "prefect":
                 subprocess.run([airflow, "db", "migrate"], env=airflow_env, check=True, capture_output=True)
                 codes["airflow"] = stream([airflow, "dags", "test", "cloud_to_hpc"], airflow_env, "airflow", ROOT)
+                codes["assets"] = stream([sys.executable, str(ROOT / "scripts" / "asset_chain.py"),
+                                          str(Path(tmp) / "asset-chain")], airflow_env, "assets", ROOT)
             prefect_env = {**env, "PREFECT_HOME": str(Path(tmp) / "prefect"),
                            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
                            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",

@@ -1,9 +1,11 @@
 """End-to-end: the asset example DAGs (example_dags/asset_*.py) chained by a colonyfs:// Asset.
 
-``assetrun.py`` runs, in one Airflow process against the local colony: the upstream DAG (``dag.test()``),
-the scheduler's own asset-triggered run creation for the downstream DAG, the upstream again (its label now
-holds other files), then the downstream run. The downstream job must read byte-identical files from the
-snapshot pinned by the event that triggered it, not the label's newer files.
+``scripts/asset_chain.py`` (what ``make demo`` runs too) drives, against the local colony: the upstream DAG
+(``dag.test()``), then a real ``airflow scheduler`` process whose own loop creates the asset-triggered run
+of the downstream DAG from the upstream's asset event, then the upstream again (its label now holds other
+files), then the scheduler's downstream run. The downstream job must read byte-identical files from the
+snapshot pinned by the event that triggered it, not the label's newer files. This test checks each of
+those facts itself, from the metadata DB's report and the colony, not from the script's verdict alone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pollinator.cfs import CFS
 from pollinator.pins import parse_input
 
 ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.timeout(1500)  # an airflow scheduler start and three jobs, on a loaded 2-core box
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +32,14 @@ def chained(airflow_env, colony_env, tmp_path_factory):
     dags_dir = Path(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"])
     for name in ("asset_preprocess.py", "asset_train.py"):
         shutil.copy(ROOT / "example_dags" / name, dags_dir / name)
-    uri = f"colonyfs://{colony_env['COLONIES_COLONY_NAME']}/pollinator/asset_prep/result"
-    env = {**airflow_env, "PYTHONPATH": f"{HERE}:{airflow_env['PYTHONPATH']}",
-           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}  # a paused DAG is not queued by asset events
-    done = subprocess.run([sys.executable, str(HERE / "assetrun.py"), str(out),
-                           f"{dags_dir / 'asset_preprocess.py'}:asset_preprocess",
-                           f"{dags_dir / 'asset_train.py'}:asset_train", uri],
-                          env=env, capture_output=True, text=True, timeout=1200, cwd=out)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}  # a paused DAG gets no runs
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "asset_chain.py"), str(out), "--dags",
+                           str(dags_dir), "--step-logs"], env=env, capture_output=True, text=True, timeout=1400,
+                          cwd=out)
     report = json.loads((out / "report.json").read_text())
     logs = {p.stem: p.read_text(errors="replace") for p in out.glob("*.log")}
     assert "error" not in report, report.get("error", "") + "\n".join(v[-3000:] for v in logs.values())
-    return report, logs
+    return report, logs, done
 
 
 def _snapshot_bytes(settings, snapshot_id: str, name: str, where: Path) -> bytes:
@@ -50,7 +49,7 @@ def _snapshot_bytes(settings, snapshot_id: str, name: str, where: Path) -> bytes
 
 
 def test_the_upstream_emits_an_asset_event_pinning_its_result_snapshot(chained):
-    report, logs = chained
+    report, logs, _done = chained
     assert report["upstream1"]["tasks"]["preprocess"]["state"] == "success", logs["upstream1"][-4000:]
     [event] = report["events_after_1"]
     extra = event["extra"]
@@ -61,9 +60,19 @@ def test_the_upstream_emits_an_asset_event_pinning_its_result_snapshot(chained):
     assert report["queued_after_1"] >= 1  # Airflow queued the DAG scheduled on the asset
 
 
+def test_a_real_scheduler_process_creates_the_downstream_run_from_the_event(chained):
+    report, logs, _done = chained
+    down, first = report["downstream"], report["events_after_1"][0]
+    assert report["scheduler"]["pid"] > 0 and report["scheduler"]["run_id"] == down["run_id"]
+    assert down["run_type"] == "asset_triggered", down  # made by the scheduler's loop, not by dag.test()
+    assert down["run_id"].startswith("asset_triggered__")
+    # it consumed the first event only: the second came after the scheduler made the run
+    assert down["consumed_event_ids"] == [first["id"]], (down, report["events_after_2"])
+
+
 def test_the_downstream_mounts_the_triggering_snapshot_after_the_label_was_overwritten(chained, settings,
                                                                                         tmp_path):
-    report, logs = chained
+    report, logs, done = chained
     first, second = report["events_after_2"]
     assert report["upstream2"]["tasks"]["preprocess"]["state"] == "success", logs["upstream2"][-4000:]
     assert first["extra"]["snapshot_id"] != second["extra"]["snapshot_id"]
@@ -82,3 +91,6 @@ def test_the_downstream_mounts_the_triggering_snapshot_after_the_label_was_overw
     mount = next(m for m in spec.fs.snapshots if m.dir.endswith("/inputs/prep"))
     assert mount.snapshotid == first["extra"]["snapshot_id"] and mount.keepsnapshot
     assert "train: slope=" in logs["downstream"]
+    # the script's own checks agree, and it says so (what `make demo` prints)
+    assert done.returncode == 0 and all(report["checks"].values()), (report["checks"], done.stdout[-3000:])
+    assert "byte-identical to run 1's train.csv" in done.stdout
