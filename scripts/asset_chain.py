@@ -140,16 +140,22 @@ def schedule_with_airflow_scheduler(dag_id: str, log_path: Path) -> tuple[str, f
 
     Returns the run id, the seconds it took and the scheduler's pid.
     """
+    from sqlalchemy.exc import OperationalError
+
     airflow = str(Path(sys.executable).with_name("airflow"))
     slots = _default_pool(0)  # the scheduler makes runs and schedules tasks, but sends none to its executor
     t0 = time.monotonic()
     proc = None
     try:
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([airflow, "scheduler"], stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            # no log server: it would take port 8793, which another scheduler on the machine may hold
+            proc = subprocess.Popen([airflow, "scheduler", "--skip-serve-logs"], stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         while True:
-            runs = _asset_runs(dag_id)
+            try:
+                runs = _asset_runs(dag_id)
+            except OperationalError:  # SQLite busy past its timeout while the scheduler writes: ask again
+                runs = []
             if runs:
                 return runs[0], time.monotonic() - t0, proc.pid
             if proc.poll() is not None:
