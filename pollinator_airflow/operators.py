@@ -97,9 +97,10 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     :param colonies_conn_id: the ``colonies`` connection.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param poll_interval: seconds between polls while the remote process is quiet (deferrable mode).
-    :param log_checkpoint_interval: deferrable mode: every this many seconds of log lines the task resumes
-        briefly on a worker and defers again, storing the log cursor with the trigger, so a triggerer
-        restart repeats at most that much of the log (0: never; a restart repeats the lines since deferral).
+    :param log_checkpoint_interval: deferrable mode, for triggerers without Airflow 3.3's XCom API (where the
+        trigger keeps its log cursor as an XCom, see docs/airflow.md): every this many seconds of log lines
+        the task resumes briefly on a worker and defers again with the cursor, so a triggerer restart
+        repeats at most that much of the log (0: never).
     :param durable: re-attach to the process of an earlier try (Airflow 3.3 ``task_state_store``).
     """
 
