@@ -1,4 +1,4 @@
-"""Cross-DAG chaining through a colonyfs:// Asset, with a real ``airflow scheduler`` making the downstream run.
+"""Cross-DAG chaining through a colonyfs:// Asset: a real ``airflow scheduler`` makes and runs the downstream DAG.
 
     python scripts/asset_chain.py OUT_DIR [--dags DIR] [--step-logs]
 
@@ -8,19 +8,23 @@ holding both files; the DAGs must not be paused at creation):
 
 1. ``asset_preprocess`` runs (``dag.test()``): its task emits an asset event whose ``extra`` pins its
    result snapshot, and Airflow queues ``asset_train`` (scheduled on that asset);
-2. an ``airflow scheduler`` process, unchanged, turns the queue into an asset-triggered run of
-   ``asset_train`` consuming that event, and is stopped once the run exists. Meanwhile the default pool
-   has no slots, so the scheduler sends no task to its executor: executing one needs an api-server,
-   which this one-machine run replaces by ``dag.test()`` (step 4);
-3. ``asset_preprocess`` runs again: its label now holds other files (a second event);
-4. the scheduler's run of ``asset_train`` executes (``dag.test()`` driving that very run). Its job mounts
-   the snapshot of the event that triggered it; this script checks the mount in the process's spec and
-   that the file the job trained on is byte-identical to what the first preprocess run wrote.
+2. an ``airflow scheduler`` process turns the queue into an asset-triggered run of ``asset_train``
+   consuming that event. The default pool has no slots meanwhile, so the run waits, and the scheduler
+   is stopped once the run exists;
+3. ``asset_preprocess`` runs again: its label now holds other files (a second event, queued);
+4. an ``airflow api-server`` (the execution API) and the scheduler again, with the pool open: the
+   scheduler makes the second event's run and its LocalExecutor runs both runs' tasks, each in its
+   own task process talking to the api-server, as in a deployment.
+
+Each run's job mounts the snapshot of the event that triggered it: this script checks the mount in
+each process's spec and that the first run trained on bytes identical to what the first preprocess
+run wrote (not the label's newer ones), the second on the second's.
 
 Prints what happened (lines starting ``[chain]``), writes ``OUT_DIR/report.json`` (events, runs, task
-states, XComs, checks) and the scheduler's output to ``OUT_DIR/scheduler.log``; with ``--step-logs``
-each step's output goes to ``OUT_DIR/<step>.log`` instead of stdout. Exit 0 only when every check
-holds. ``make demo`` runs it; so does ``tests/airflow/test_e2e_assets.py``.
+states, XComs, checks), the services' output to ``OUT_DIR/{scheduler,api-server}.log`` and the train
+tasks' logs to ``OUT_DIR/train-<n>.log``; with ``--step-logs`` each ``dag.test()`` step's output goes to
+``OUT_DIR/<step>.log`` instead of stdout. Exit 0 only when every check holds. ``make demo`` runs it;
+so does ``tests/airflow/test_e2e_assets.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import importlib.util
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -37,13 +42,12 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM, DOWNSTREAM = "asset_preprocess", "asset_train"
 LABEL = "/pollinator/asset_prep/result"  # the label asset_preprocess publishes (its asset's URI path)
 WROTE, READ = "train.csv", "trained_on.csv"  # preprocess writes WROTE; train copies what it read to READ
-SCHEDULER_WAIT = 600.0  # seconds for a loaded box: scheduler start-up plus a few loops
+SERVICE_WAIT = 600.0  # seconds, for a loaded box: a service's start-up plus a few scheduler loops
 
 
 def say(line: str) -> None:
@@ -62,6 +66,7 @@ def _report(dag_id: str, run_id: str) -> dict:
     """A run's state, type, task states and XComs, read from the metadata DB."""
     from sqlalchemy import select
 
+    from airflow.jobs.job import Job
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -74,8 +79,10 @@ def _report(dag_id: str, run_id: str) -> dict:
                       consumed_event_ids=sorted(e.id for e in run.consumed_asset_events))
         for ti in session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
                                                              TaskInstance.run_id == run_id)):
+            queued_by = session.get(Job, ti.queued_by_job_id) if ti.queued_by_job_id else None
             report["tasks"][ti.task_id] = {"state": str(getattr(ti.state, "value", ti.state)),
-                                           "try_number": ti.try_number}
+                                           "try_number": ti.try_number,
+                                           "queued_by": queued_by.job_type if queued_by else None}
         for x in session.scalars(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)):
             try:
                 value = XComModel.deserialize_value(x)
@@ -135,73 +142,115 @@ def _default_pool(slots: int) -> int:
     return before
 
 
-def schedule_with_airflow_scheduler(dag_id: str, log_path: Path) -> tuple[str, float, int]:
-    """Start ``airflow scheduler``, wait until its loop created an asset-triggered run of ``dag_id``, stop it.
-
-    Returns the run id, the seconds it took and the scheduler's pid.
-    """
-    from sqlalchemy.exc import OperationalError
-
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    slots = _default_pool(0)  # the scheduler makes runs and schedules tasks, but sends none to its executor
-    t0 = time.monotonic()
-    proc = None
-    try:
-        with open(log_path, "wb") as log:
-            # no log server: it would take port 8793, which another scheduler on the machine may hold
-            proc = subprocess.Popen([airflow, "scheduler", "--skip-serve-logs"], stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        while True:
-            try:
-                runs = _asset_runs(dag_id)
-            except OperationalError:  # SQLite busy past its timeout while the scheduler writes: ask again
-                runs = []
-            if runs:
-                return runs[0], time.monotonic() - t0, proc.pid
-            if proc.poll() is not None:
-                raise RuntimeError(f"airflow scheduler exited with {proc.returncode} before it made a run of "
-                                   f"{dag_id}; its output: {log_path}")
-            if time.monotonic() - t0 > SCHEDULER_WAIT:
-                raise TimeoutError(f"airflow scheduler made no run of {dag_id} in {SCHEDULER_WAIT:.0f} s; "
-                                   f"its output: {log_path}")
-            time.sleep(0.5)
-    finally:
-        if proc is not None:
-            _stop(proc)
-        _default_pool(slots)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the scheduler's process group (it and its executor's workers), SIGKILL what is left."""
-    for sig, grace in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _run_existing(dag: Any, run_id: str) -> Any:
-    """``dag.test()`` driving the run the scheduler created (instead of making a new manual one)."""
-    import airflow.models.dagrun as dagrun_module
+def _finished_runs(dag_id: str, n: int) -> list[str]:
+    """The asset-triggered runs of ``dag_id`` once ``n`` of them are finished (else [])."""
     from sqlalchemy import select
 
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
 
-    def existing(*, dag, session, **_kw):
-        run = session.scalars(select(dagrun_module.DagRun).where(dagrun_module.DagRun.dag_id == dag.dag_id,
-                                                                 dagrun_module.DagRun.run_id == run_id)).one()
-        run.state = DagRunState.RUNNING
-        run.dag = dag  # as create_dagrun leaves it
-        session.commit()
-        return run
+    with create_session() as session:
+        runs = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id,
+                                                    DagRun.run_type == DagRunType.ASSET_TRIGGERED)).all()
+        done = [r for r in runs if r.state in (DagRunState.SUCCESS, DagRunState.FAILED)]
+        return [r.run_id for r in sorted(done, key=lambda r: r.id)] if len(done) >= n else []
 
-    with mock.patch.object(dagrun_module, "get_or_create_dagrun", existing):
-        return dag.test()
+
+class Services:
+    """Airflow's own processes, each in its own process group with its output in OUT_DIR/<name>.log."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.airflow = str(Path(sys.executable).with_name("airflow"))
+
+    def start(self, name: str, *args: str) -> int:
+        with open(self.out / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen([self.airflow, *args], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self.procs[name] = proc
+        return proc.pid
+
+    def wait(self, what: str, condition: Callable[[], Any], timeout: float = SERVICE_WAIT) -> Any:
+        """Poll ``condition`` until it is truthy; fail at once if a service died meanwhile."""
+        from sqlalchemy.exc import OperationalError
+
+        t0 = time.monotonic()
+        while True:
+            try:
+                got = condition()
+            except OperationalError:  # SQLite busy past its timeout while a service writes: ask again
+                got = None
+            if got:
+                return got
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"airflow {name} exited with {proc.returncode} while waiting for {what}; "
+                                       f"its output: {self.out / name}.log")
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"{what}: not within {timeout:.0f} s (output in {self.out})")
+            time.sleep(0.5)
+
+    def stop(self, name: str) -> None:
+        """SIGTERM the service's process group (it and its children), SIGKILL what is left."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        for sig, grace in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _task_log(dag_id: str, run_id: str, task_id: str) -> str:
+    """The task's log as the executor's task process wrote it (``[logging] base_log_folder``)."""
+    from airflow.configuration import conf
+
+    base = Path(conf.get("logging", "base_log_folder"))
+    found = sorted(base.glob(f"dag_id={dag_id}/run_id={run_id}/task_id={task_id}/attempt=*.log"))
+    return found[-1].read_text(errors="replace") if found else ""
+
+
+def _log_events(text: str, *needles: str) -> list[str]:
+    """The messages of a JSON-lines task log that contain one of ``needles``."""
+    lines = []
+    for raw in text.splitlines():
+        try:
+            msg = str(json.loads(raw).get("event", ""))
+        except ValueError:
+            msg = raw
+        if any(n in msg for n in needles):
+            lines.append(msg)
+    return lines
 
 
 def _snapshot_file(snapshot_id: str, name: str) -> bytes:
@@ -234,9 +283,8 @@ def chain(out: Path, dags: Path, step: Callable[[str, Callable[[], Any]], Any]) 
 
     colony = os.environ.get("POLLINATOR_COLONY") or os.environ.get("COLONIES_COLONY_NAME", "dev")
     uri = asset_uri(colony, LABEL)
-    report: dict = {"uri": uri, "checks": {}}
-    checks = report["checks"]
-    up_dag, down_dag = _load(dags / f"{UPSTREAM}.py", UPSTREAM), _load(dags / f"{DOWNSTREAM}.py", DOWNSTREAM)
+    report: dict = {"uri": uri, "out": str(out), "checks": {}}
+    up_dag = _load(dags / f"{UPSTREAM}.py", UPSTREAM)
 
     first = step("upstream1", up_dag.test)
     report["upstream1"] = _report(UPSTREAM, first.run_id)
@@ -246,32 +294,76 @@ def chain(out: Path, dags: Path, step: Callable[[str, Callable[[], Any]], Any]) 
     say(f"{UPSTREAM} run 1 emitted an asset event on {uri} pinning {_describe(pinned)}")
     say(f"Airflow queued {DOWNSTREAM} (scheduled on that asset): {report['queued_after_1']} queue row(s)")
 
-    run_id, took, pid = step("schedule", lambda: schedule_with_airflow_scheduler(DOWNSTREAM, out / "scheduler.log"))
-    report["scheduler"] = {"pid": pid, "seconds": took, "run_id": run_id}
-    say(f"airflow scheduler (pid {pid}) created run {run_id} of {DOWNSTREAM} from the asset event "
-        f"in {took:.0f} s, and was stopped")
+    services = Services(out)
+    slots = None
+    try:
+        port = _free_port()  # the api-server starts now, to be up by step 4
+        os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
+        os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_hex(32))  # shared by both services
+        services.start("api-server", "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(port),
+                       "-w", "1")
+        slots = _default_pool(0)  # the scheduler makes the run, but hands no task to its executor yet
+        t0 = time.monotonic()
+        pid = services.start("scheduler", "scheduler", "--skip-serve-logs")  # no log server: port 8793 is shared
+        [run_id] = services.wait(f"an asset-triggered run of {DOWNSTREAM}", lambda: _asset_runs(DOWNSTREAM))
+        services.stop("scheduler")
+        report["scheduler"] = {"pid": pid, "seconds": time.monotonic() - t0, "run_id": run_id}
+        say(f"airflow scheduler (pid {pid}) created run {run_id} of {DOWNSTREAM} from that event in "
+            f"{report['scheduler']['seconds']:.0f} s; the run waits (no pool slots) and the scheduler stops")
 
-    second = step("upstream2", up_dag.test)
-    report["upstream2"] = _report(UPSTREAM, second.run_id)
-    report["events_after_2"] = _events(uri)
-    newer = report["events_after_2"][-1]["extra"]
-    say(f"{UPSTREAM} run 2 wrote other rows: the label's latest files are now {_describe(newer)}")
+        second = step("upstream2", up_dag.test)
+        report["upstream2"] = _report(UPSTREAM, second.run_id)
+        report["events_after_2"] = _events(uri)
+        newer = report["events_after_2"][-1]["extra"]
+        say(f"{UPSTREAM} run 2 wrote other rows: the label's latest files are now {_describe(newer)}")
 
-    down = step("downstream", lambda: _run_existing(down_dag, run_id))
-    report["downstream"] = _report(DOWNSTREAM, down.run_id)
-    train = report["downstream"]["xcoms"].get("train", {}).get("return_value") or {}
-    checks["downstream_succeeded"] = report["downstream"]["tasks"].get("train", {}).get("state") == "success"
-    checks["consumed_first_event"] = report["events_after_1"][-1]["id"] in report["downstream"]["consumed_event_ids"]
-    if train.get("process_id"):
+        _default_pool(slots)
+        t0 = time.monotonic()
+        services.wait("the api-server's execution API", lambda: _healthy(f"http://127.0.0.1:{port}/execution/health"))
+        pid = services.start("scheduler", "scheduler", "--skip-serve-logs")
+        say(f"airflow api-server (execution API on port {port}) and scheduler (pid {pid}) running: "
+            f"its LocalExecutor runs the waiting run and the one for the second event")
+        runs = services.wait(f"two finished runs of {DOWNSTREAM}", lambda: _finished_runs(DOWNSTREAM, 2))
+        report["executed_in"] = time.monotonic() - t0
+    finally:
+        services.stop_all()
+        if slots is not None:
+            _default_pool(slots)
+    return _check_runs(report, runs, run_id)
+
+
+def _check_runs(report: dict, runs: list[str], first_run: str) -> dict:
+    """Each downstream run mounted its own triggering event's snapshot and read exactly its bytes."""
+    checks = report["checks"]
+    events = report["events_after_2"]
+    bytes_of = {e["id"]: _snapshot_file(e["extra"]["snapshot_id"], WROTE) for e in events}
+    checks["label_changed_in_between"] = len(set(bytes_of.values())) == len(events) == 2
+    report["downstream_runs"] = []
+    for n, run_id in enumerate(runs, 1):
+        run = _report(DOWNSTREAM, run_id)
+        run["log"] = _task_log(DOWNSTREAM, run_id, "train")
+        (Path(report["out"]) / f"train-{n}.log").write_text(run["log"])
+        report["downstream_runs"].append(run)
+        if run_id == first_run:
+            report["downstream"] = run
+        [event] = [e for e in events if e["id"] in run["consumed_event_ids"]] or [None]
+        train = run["xcoms"].get("train", {}).get("return_value") or {}
+        ok = run["tasks"].get("train", {}).get("state") == "success" and event is not None and bool(train)
+        checks[f"run_{n}_succeeded_with_one_event"] = ok and len(run["consumed_event_ids"]) == 1
+        if not ok:
+            continue
         mounted, kept = _mounted(train["process_id"], "prep")
-        checks["mounted_the_pinned_snapshot"] = mounted == pinned["snapshot_id"] and kept
-        wrote, wrote_later = _snapshot_file(pinned["snapshot_id"], WROTE), _snapshot_file(newer["snapshot_id"], WROTE)
         read = _snapshot_file(train["result_snapshot_id"], READ)
-        checks["label_changed_in_between"] = wrote != wrote_later
-        checks["read_byte_identical_to_run_1"] = read == wrote
-        same = "byte-identical" if read == wrote else "NOT identical"
-        say(f"{DOWNSTREAM} ({report['downstream']['run_type']} run) mounted snapshot {mounted[:12]} at inputs/prep: "
-            f"the {len(read)} bytes it trained on are {same} to run 1's {WROTE}, though the label moved on")
+        which = 1 + [e["id"] for e in events].index(event["id"])
+        checks[f"run_{n}_mounted_its_event_snapshot"] = mounted == event["extra"]["snapshot_id"] and kept
+        checks[f"run_{n}_read_byte_identical"] = read == bytes_of[event["id"]]
+        same = "byte-identical" if read == bytes_of[event["id"]] else "NOT identical"
+        later = " (the label had moved on before it started)" if run_id == first_run else ""
+        say(f"{DOWNSTREAM} run {run_id} ({run['state']}), triggered by preprocess run {which}'s event, mounted "
+            f"snapshot {mounted[:12]}: the {len(read)} bytes it trained on are {same} to that run's {WROTE}{later}")
+        for line in _log_events(run["log"], "train:"):
+            say(f"  its task log (LocalExecutor): {line}")
+    checks["the_waiting_run_finished"] = first_run in runs
     return report
 
 
@@ -301,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.dup2(saved[0], 1), os.dup2(saved[1], 2)
 
     report: dict = {}
+    t0 = time.monotonic()
     try:
         report = chain(args.out, args.dags, step)
     except Exception:
@@ -309,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "report.json").write_text(json.dumps(report, default=str, indent=1))
     checks = report.get("checks", {})
     ok = "error" not in report and bool(checks) and all(checks.values())
-    say("every check holds" if ok else f"FAILED: {[k for k, v in checks.items() if not v] or 'see the error'}")
+    took = f" ({time.monotonic() - t0:.0f} s)"
+    say(("every check holds" if ok else f"FAILED: {[k for k, v in checks.items() if not v] or 'see the error'}")
+        + took)
     return 0 if ok else 1
 
 

@@ -2,9 +2,9 @@
 
 Starts a local colony (server, S3, executors dev-k8s and dev-hpc), runs the
 Airflow example DAG with `airflow dags test`, the cross-DAG asset pair
-(`scripts/asset_chain.py`: preprocess emits an asset event, a real `airflow
-scheduler` makes the train run it triggers, train mounts exactly that event's
-snapshot) and the Prefect twin flow, shows the remote log lines as they
+(`scripts/asset_chain.py`: preprocess emits asset events, a real `airflow
+scheduler` makes and runs the train runs they trigger, each mounting exactly
+its event's snapshot) and the Prefect twin flow, shows the remote log lines as they
 stream, prints a summary table of every ColonyOS process the runs created,
 and stops the colony. Exit 0 only when every step succeeded and its result
 files are there.
@@ -32,8 +32,8 @@ from pollinator.run.layout import is_internal, latest_label_of
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_dags"
 console = Console(width=None if sys.stdout.isatty() else 120)
-# remote steps: 3 in the DAG, 3 in the asset pair (preprocess twice, train once), 2 in the flow
-EXPECTED_ROWS = {None: 8, "airflow": 6, "prefect": 2}
+# remote steps: 3 in the DAG, 4 in the asset pair (preprocess twice, a train run per event), 2 in the flow
+EXPECTED_ROWS = {None: 9, "airflow": 7, "prefect": 2}
 # each step's result file that must be in its run's result label afterwards ("": it returns a value only)
 EXPECTED = {"airflow": {"preprocess": "train.csv", "train": "model.json", "evaluate": "", "asset_prep": "train.csv",
                         "asset_train": "model.json"},

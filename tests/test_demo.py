@@ -23,5 +23,10 @@ def test_demo_runs_every_step_to_success(tmp_path):
     assert "every step SUCCESS" in text
     assert "preprocess: wrote" in text  # a remote log line streamed through Airflow
     assert "train: epoch" in text  # and through Prefect
+    # the asset pair: a real scheduler made and ran the train runs from preprocess's events; the one that
+    # started after the label moved on read its event's pinned bytes
+    assert "airflow scheduler (pid" in text and "its task log (LocalExecutor): train: slope=" in text
+    assert "byte-identical to that run's train.csv (the label had moved on" in text
+    assert "[chain] every check holds" in text
     for engine in ("airflow", "prefect"):
         assert engine in text.split("ColonyOS processes of this demo", 1)[1]

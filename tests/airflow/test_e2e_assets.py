@@ -2,10 +2,12 @@
 
 ``scripts/asset_chain.py`` (what ``make demo`` runs too) drives, against the local colony: the upstream DAG
 (``dag.test()``), then a real ``airflow scheduler`` process whose own loop creates the asset-triggered run
-of the downstream DAG from the upstream's asset event, then the upstream again (its label now holds other
-files), then the scheduler's downstream run. The downstream job must read byte-identical files from the
-snapshot pinned by the event that triggered it, not the label's newer files. This test checks each of
-those facts itself, from the metadata DB's report and the colony, not from the script's verdict alone.
+of the downstream DAG from the upstream's asset event (the run waits: no pool slots), then the upstream
+again (its label now holds other files, a second event), then an ``airflow api-server`` and the scheduler,
+whose LocalExecutor runs the waiting run and the second event's run as a deployment does. Each downstream
+job must read byte-identical files from the snapshot pinned by the event that triggered it; the first
+one started after the label had moved on. This test checks each of those facts itself, from the metadata
+DB's report and the colony, not from the script's verdict alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pollinator.pins import parse_input
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.timeout(1500)  # an airflow scheduler start and three jobs, on a loaded 2-core box
+pytestmark = pytest.mark.timeout(1500)  # two scheduler starts, an api-server, four jobs, on a loaded 2-core box
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +62,21 @@ def test_the_upstream_emits_an_asset_event_pinning_its_result_snapshot(chained):
     assert report["queued_after_1"] >= 1  # Airflow queued the DAG scheduled on the asset
 
 
-def test_a_real_scheduler_process_creates_the_downstream_run_from_the_event(chained):
+def test_a_real_scheduler_process_creates_and_runs_the_downstream_runs_from_the_events(chained):
     report, logs, _done = chained
     down, first = report["downstream"], report["events_after_1"][0]
     assert report["scheduler"]["pid"] > 0 and report["scheduler"]["run_id"] == down["run_id"]
     assert down["run_type"] == "asset_triggered", down  # made by the scheduler's loop, not by dag.test()
-    assert down["run_id"].startswith("asset_triggered__")
     # it consumed the first event only: the second came after the scheduler made the run
     assert down["consumed_event_ids"] == [first["id"]], (down, report["events_after_2"])
+    runs = report["downstream_runs"]
+    assert len(runs) == 2 and sorted(e for r in runs for e in r["consumed_event_ids"]) == [
+        e["id"] for e in report["events_after_2"]]  # one run per event, each event consumed once
+    for run in runs:
+        train = run["tasks"]["train"]
+        assert train["state"] == "success", run["log"][-4000:] or logs.get("scheduler", "")[-4000:]
+        assert train["queued_by"] == "SchedulerJob"  # queued to the scheduler's executor, not run by dag.test()
+        assert "train: slope=" in run["log"]  # the remote line, in the log the executor's task process wrote
 
 
 def test_the_downstream_mounts_the_triggering_snapshot_after_the_label_was_overwritten(chained, settings,
@@ -76,21 +85,21 @@ def test_the_downstream_mounts_the_triggering_snapshot_after_the_label_was_overw
     first, second = report["events_after_2"]
     assert report["upstream2"]["tasks"]["preprocess"]["state"] == "success", logs["upstream2"][-4000:]
     assert first["extra"]["snapshot_id"] != second["extra"]["snapshot_id"]
-    down = report["downstream"]
-    assert down["tasks"]["train"]["state"] == "success", logs["downstream"][-6000:]
-    train = down["xcoms"]["train"]["return_value"]
-
     pinned = _snapshot_bytes(settings, first["extra"]["snapshot_id"], "train.csv", tmp_path / "first")
     newer = _snapshot_bytes(settings, second["extra"]["snapshot_id"], "train.csv", tmp_path / "second")
-    assert pinned != newer  # the label really changed in between
-    read = _snapshot_bytes(settings, train["result_snapshot_id"], "trained_on.csv", tmp_path / "read")
-    assert read == pinned  # byte-identical to what the triggering run wrote
+    assert pinned != newer  # the label really changed before the first downstream job started
 
-    with settings.client() as client:
-        spec = client.get_process(train["process_id"]).spec
-    mount = next(m for m in spec.fs.snapshots if m.dir.endswith("/inputs/prep"))
-    assert mount.snapshotid == first["extra"]["snapshot_id"] and mount.keepsnapshot
-    assert "train: slope=" in logs["downstream"]
+    waiting = report["downstream"]  # the run made before the label moved on
+    [later] = [r for r in report["downstream_runs"] if r["run_id"] != waiting["run_id"]]
+    for run, event, expected in ((waiting, first, pinned), (later, second, newer)):
+        assert run["consumed_event_ids"] == [event["id"]]
+        train = run["xcoms"]["train"]["return_value"]
+        read = _snapshot_bytes(settings, train["result_snapshot_id"], "trained_on.csv", tmp_path / run["run_id"][-8:])
+        assert read == expected  # byte-identical to what its triggering run wrote
+        with settings.client() as client:
+            spec = client.get_process(train["process_id"]).spec
+        mount = next(m for m in spec.fs.snapshots if m.dir.endswith("/inputs/prep"))
+        assert mount.snapshotid == event["extra"]["snapshot_id"] and mount.keepsnapshot
     # the script's own checks agree, and it says so (what `make demo` prints)
     assert done.returncode == 0 and all(report["checks"].values()), (report["checks"], done.stdout[-3000:])
-    assert "byte-identical to run 1's train.csv" in done.stdout
+    assert "byte-identical to that run's train.csv (the label had moved on" in done.stdout
