@@ -8,8 +8,9 @@ backend links "train read snapshot S of /pollinator/prep/runs/R/result" to
 
 :func:`lineage_plan` is plain data (tested without OpenLineage);
 :func:`operator_lineage` turns it into the provider's classes and is only
-called by the OpenLineage provider, so it imports them lazily. Nothing here
-adds a dependency.
+called by the OpenLineage provider, so it imports them lazily: the
+``airflow`` extra installs apache-airflow-providers-openlineage, but an
+Airflow without it runs the operator the same, only unobserved.
 """
 
 from __future__ import annotations
