@@ -31,10 +31,19 @@ pytestmark = pytest.mark.timeout(1500)  # two scheduler starts, an api-server, f
 @pytest.fixture(scope="module")
 def chained(airflow_env, colony_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("asset-runs")
-    dags_dir = Path(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"])
+    # an Airflow of its own: the scheduler runs whatever is runnable in its DB, and the session's DB holds
+    # the other tests' DAGs and runs
+    home = tmp_path_factory.mktemp("asset-airflow")
+    dags_dir = home / "dags"
+    dags_dir.mkdir()
     for name in ("asset_preprocess.py", "asset_train.py"):
         shutil.copy(ROOT / "example_dags" / name, dags_dir / name)
-    env = {**airflow_env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}  # a paused DAG gets no runs
+    env = {**airflow_env, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}  # a paused DAG gets no runs
+    airflow = Path(sys.executable).with_name("airflow")
+    migrated = subprocess.run([str(airflow), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "asset_chain.py"), str(out), "--dags",
                            str(dags_dir), "--step-logs"], env=env, capture_output=True, text=True, timeout=1400,
                           cwd=out)
