@@ -346,12 +346,13 @@ def _check_runs(report: dict, runs: list[str], first_run: str) -> dict:
         report["downstream_runs"].append(run)
         if run_id == first_run:
             report["downstream"] = run
-        [event] = [e for e in events if e["id"] in run["consumed_event_ids"]] or [None]
+        consumed = [e for e in events if e["id"] in run["consumed_event_ids"]]
         train = run["xcoms"].get("train", {}).get("return_value") or {}
-        ok = run["tasks"].get("train", {}).get("state") == "success" and event is not None and bool(train)
+        ok = run["tasks"].get("train", {}).get("state") == "success" and len(consumed) == 1 and bool(train)
         checks[f"run_{n}_succeeded_with_one_event"] = ok and len(run["consumed_event_ids"]) == 1
         if not ok:
             continue
+        event = consumed[0]
         mounted, kept = _mounted(train["process_id"], "prep")
         read = _snapshot_file(train["result_snapshot_id"], READ)
         which = 1 + [e["id"] for e in events].index(event["id"])
