@@ -18,7 +18,7 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/python scripts/demo.py
 
-# the core's types (configured in pyproject's [tool.mypy]); `make test` runs it first, so CI does too
+# the types of the core, the adapters and the examples (pyproject's [tool.mypy]); `make test` runs it first, so CI does too
 typecheck: $(BIN)/.installed
 	$(BIN)/python -m mypy
 

@@ -101,4 +101,5 @@ with DAG(
         print(f"evaluate: model from {train_process}, max error {max(errors):.3f}")
         return {"max_error": max(errors), "ok": max(errors) < 1.0}
 
-    preprocess >> train >> evaluate(train_process=train.output["process_id"])
+    # Airflow types .output as the base XComArg; it is a PlainXComArg, whose ["key"] is that XCom of the task
+    preprocess >> train >> evaluate(train_process=train.output["process_id"])  # type: ignore[index]

@@ -35,11 +35,11 @@ def lineage_plan(colony: str, input_mounts: Mapping[str, tuple[str, str]],
 
 def operator_lineage(plan: Mapping[str, list[dict[str, Any]]]) -> Any:
     """The OpenLineage provider's ``OperatorLineage`` for ``plan`` (needs apache-airflow-providers-openlineage)."""
-    from airflow.providers.common.compat.openlineage.facet import Dataset
+    from airflow.providers.common.compat.openlineage.facet import Dataset, DatasetFacet
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     def dataset(d: Mapping[str, Any]) -> Any:
-        facets = {}
+        facets: dict[str, DatasetFacet] = {}
         if d.get("version"):
             from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
 

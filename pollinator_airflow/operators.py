@@ -19,7 +19,7 @@ Airflow's idioms onto it:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from airflow.sdk import BaseOperator, conf
 
@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - Airflow 3.0-3.2: no task_state_store, 
             return self.get_job_result(external_id, context)  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Asset, Context
     from pollinator.config import Settings
     from pollinator.run import Job, JobResult, ProcessHandle
 
@@ -132,7 +132,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         gpu_count: Optional[int] = None,
         gpu_name: Optional[str] = None,
         walltime: Optional[int] = None,
-        inputs: Optional[dict[str, str]] = None,
+        inputs: Optional[Mapping[str, Union[str, "Asset"]]] = None,
         result_dir: Optional[str] = None,
         result_label: Optional[str] = None,
         job_name: Optional[str] = None,

@@ -36,8 +36,9 @@ def link_to_process(job_name: str, process_id: str, url: str) -> None:
     """A link artifact to the process page (nothing when no dashboard URL is configured)."""
     if not url:
         return
-    create_link_artifact(link=url, link_text=f"ColonyOS process {process_id[:12]}", key=artifact_key(job_name),
-                         description=f"The ColonyOS process running `{_md(job_name)}`.", _sync=True)
+    create_link_artifact(  # type: ignore[call-arg]  # async_dispatch takes _sync; its ParamSpec typing omits it
+        link=url, link_text=f"ColonyOS process {process_id[:12]}", key=artifact_key(job_name),
+        description=f"The ColonyOS process running `{_md(job_name)}`.", _sync=True)
 
 
 def _short_json(value: Any, limit: int = 200) -> str:
@@ -76,8 +77,9 @@ def publish_result(job_name: str, result: Optional[JobResult]) -> None:
     """The result table as a markdown artifact (a failed job's table carries its errors)."""
     if result is None:
         return
-    create_markdown_artifact(markdown=result_table(result), key=artifact_key(job_name, "results"),
-                             description=f"What the ColonyOS job `{_md(job_name)}` produced.", _sync=True)
+    create_markdown_artifact(  # type: ignore[call-arg]  # as above: _sync is Prefect's, untyped
+        markdown=result_table(result), key=artifact_key(job_name, "results"),
+        description=f"What the ColonyOS job `{_md(job_name)}` produced.", _sync=True)
 
 
 def safely(publish: Any, *args: Any) -> None:

@@ -45,7 +45,7 @@ import functools
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union, cast
 
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
@@ -76,13 +76,15 @@ def resolve_settings(credentials: Credentials) -> Settings:
 
         return discover_settings(default_dir=False)
     if isinstance(credentials, str):
-        return ColonyOSCredentials.load(credentials, _sync=True).get_settings()  # type: ignore[call-arg]
+        # Prefect's async_dispatch takes _sync and then returns the block, never a coroutine; its typing knows neither
+        block = ColonyOSCredentials.load(credentials, _sync=True)  # type: ignore[call-arg]
+        return cast(ColonyOSCredentials, block).get_settings()
     return credentials.get_settings()
 
 
 async def aresolve_settings(credentials: Credentials) -> Settings:
     if isinstance(credentials, str):
-        block = await ColonyOSCredentials.aload(credentials)
+        block: ColonyOSCredentials = await ColonyOSCredentials.aload(credentials)  # Self is lost in inject_client
         return block.get_settings()
     return resolve_settings(credentials)
 
