@@ -44,7 +44,8 @@ for need in ("tests/data/colonies-protocol/FACTS.md", "tests/conftest.py", "Make
     assert need in sdist, f"the sdist lacks {need}"
 wheel = zipfile.ZipFile(sys.argv[2]).namelist()
 for need in ("pollinator/py.typed", "pollinator/templates/main.py", "pollinator/templates/hello.txt",
-             "pollinator_airflow/__init__.py", "pollinator_prefect/__init__.py"):
+             "pollinator_airflow/__init__.py", "pollinator_prefect/__init__.py",
+             "pollinator_airflow/py.typed", "pollinator_prefect/py.typed"):
     assert need in wheel, f"the wheel lacks {need}"
 tops = {n.split("/")[0] for n in wheel}
 stray = sorted(t for t in tops if t not in ("pollinator", "pollinator_airflow", "pollinator_prefect")
