@@ -40,7 +40,11 @@ def chained(airflow_env, colony_env, tmp_path_factory):
         shutil.copy(ROOT / "example_dags" / name, dags_dir / name)
     env = {**airflow_env, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir),
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}  # a paused DAG gets no runs
+           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # a paused DAG gets no runs
+           # OpenLineage events of every task (dag.test()'s and the executor's), when the provider is installed
+           "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "append": True,
+                                                         "log_file_path": str(out / "openlineage.jsonl")}),
+           "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True", "AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT": "300"}
     airflow = Path(sys.executable).with_name("airflow")
     migrated = subprocess.run([str(airflow), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
     assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
@@ -48,6 +52,7 @@ def chained(airflow_env, colony_env, tmp_path_factory):
                            str(dags_dir), "--step-logs"], env=env, capture_output=True, text=True, timeout=1400,
                           cwd=out)
     report = json.loads((out / "report.json").read_text())
+    report["openlineage_file"] = str(out / "openlineage.jsonl")
     logs = {p.stem: p.read_text(errors="replace") for p in out.glob("*.log")}
     assert "error" not in report, report.get("error", "") + "\n".join(v[-3000:] for v in logs.values())
     return report, logs, done
@@ -112,3 +117,24 @@ def test_the_downstream_mounts_the_triggering_snapshot_after_the_label_was_overw
     # the script's own checks agree, and it says so (what `make demo` prints)
     assert done.returncode == 0 and all(report["checks"].values()), (report["checks"], done.stdout[-3000:])
     assert "byte-identical to that run's train.csv (the label had moved on" in done.stdout
+
+
+def test_openlineage_links_the_train_run_to_the_preprocess_run_across_dags(chained, colony_env):
+    """The task processes the scheduler's executor started emit lineage too: a backend sees train's input as
+    the very dataset version preprocess run 1 produced."""
+    pytest.importorskip("airflow.providers.openlineage", reason="needs apache-airflow-providers-openlineage")
+    report, _logs, _done = chained
+    path = Path(report["openlineage_file"])
+    assert path.exists(), "no OpenLineage event was written"
+    complete = [e for e in map(json.loads, filter(str.strip, path.read_text().splitlines()))
+                if e.get("eventType") == "COMPLETE"]
+
+    def datasets(job: str, side: str) -> list[tuple[str, str, str]]:
+        return [(d["namespace"], d["name"], d.get("facets", {}).get("version", {}).get("datasetVersion", ""))
+                for e in complete if e["job"]["name"] == job for d in e.get(side, [])]
+
+    namespace = f"colonyfs://{colony_env['COLONIES_COLONY_NAME']}"
+    wrote = [(namespace, e["extra"]["label"], e["extra"]["snapshot_id"]) for e in report["events_after_2"]]
+    assert datasets("asset_preprocess.preprocess", "outputs") == wrote  # both preprocess runs, in order
+    # both train runs (run by the executor's task processes) read exactly those dataset versions
+    assert sorted(datasets("asset_train.train", "inputs")) == sorted(wrote)
