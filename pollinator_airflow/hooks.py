@@ -21,6 +21,7 @@ from pollinator_airflow.provider import CONN_TYPE, EXTRA_FIELDS, UI_FIELD_BEHAVI
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+    from pollinator.colonies.models import Process
     from pollinator.config import Settings
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -170,7 +171,7 @@ class PollinatorHook(BaseHook):
         return self.get_settings()
 
     # -- small reads the operator and sensor need -----------------------------------------------------
-    def get_process(self, process_id: str) -> Any:
+    def get_process(self, process_id: str) -> "Process":
         """The process record (state, errors, output) of one process."""
         with self.get_settings().client() as client:
             return client.get_process(process_id)

@@ -15,10 +15,13 @@ and their snapshot are the same, only the asset graph is missing.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pollinator.pins import asset_uri
 from pollinator.run import JobResult
+
+if TYPE_CHECKING:
+    from prefect.assets import Asset
 
 log = logging.getLogger(__name__)
 MATERIALIZED_BY = "pollinator"
@@ -34,7 +37,7 @@ def supported() -> bool:
     return True
 
 
-def colonyfs_asset(label: str, *, colony: str, **properties: Any) -> Any:
+def colonyfs_asset(label: str, *, colony: str, **properties: Any) -> "Asset":
     """The Prefect asset of a ColonyFS label (key ``colonyfs://<colony>/<label>``)."""
     from prefect.assets import Asset, AssetProperties
 
