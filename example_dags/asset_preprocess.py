@@ -49,7 +49,7 @@ with DAG(
 ) as dag:
     PollinatorOperator(
         task_id="preprocess",
-        job_name=PREP_JOB,
+        name=PREP_JOB,
         executor_names=[K8S],
         image=IMAGE,
         cmd="python3 -c",

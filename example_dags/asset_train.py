@@ -46,7 +46,7 @@ with DAG(
 ) as dag:
     PollinatorOperator(
         task_id="train",
-        job_name="asset_train",
+        name="asset_train",
         executor_names=[HPC],
         image=IMAGE,
         cmd="python3 -c",

@@ -47,8 +47,9 @@ class _PollinatorDecoratedOperator(DecoratedOperator, PollinatorOperator):
 
     def __init__(self, *, python_callable: Callable[..., Any], op_args: Optional[Sequence[Any]] = None,
                  op_kwargs: Optional[dict[str, Any]] = None, ship: Sequence[str] = (), **kwargs: Any) -> None:
-        from pollinator.run.remote import capture
+        from pollinator.run.remote import capture, refuse_function_options
 
+        refuse_function_options("@task.pollinator", kwargs)  # at parse time: a DAG import error naming them
         super().__init__(python_callable=python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
         self.ship = list(ship)
         self.function_source = capture(python_callable, ship)  # now, while the DAG file is certainly there
@@ -73,7 +74,8 @@ def pollinator_task(python_callable: Optional[Callable[..., Any]] = None, multip
                     **kwargs: Any) -> TaskDecorator:
     """Wrap a function into a ``PollinatorOperator`` that runs its body on a ColonyOS executor.
 
-    Takes every ``PollinatorOperator`` argument except ``cmd``/``project_dir``, and ``ship=[...]``: module
+    Takes every ``PollinatorOperator`` argument (the core's job option names) except ``project_dir`` and
+    what the function job sets itself (``cmd``, ``args``, ``source``, ``src_dir``), and ``ship=[...]``: module
     globals to upload with the function even though the implicit rule refuses them.
     """
     return task_decorator_factory(python_callable=python_callable, multiple_outputs=multiple_outputs,

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from airflow.sdk import BaseOperator, conf
 
+from pollinator.run.options import OPTION_NAMES, adopt_renamed
 from pollinator_airflow.links import PROCESS_URL_KEY, PollinatorProcessLink
+
+try:  # the category Airflow's own deprecation filters and docs use for providers
+    from airflow.exceptions import AirflowProviderDeprecationWarning as _DEPRECATION
+except ImportError:  # pragma: no cover - an Airflow without it
+    _DEPRECATION = DeprecationWarning  # type: ignore[assignment,misc]
 
 try:  # Airflow 3.3+
     from airflow.sdk import ResumableJobMixin
@@ -71,27 +77,38 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     """Run a command (or a ``project.yaml`` project) as a ColonyOS job and wait for it.
 
     Give either ``project_dir`` (a Pollinator project; the inline options then
-    override its ``project.yaml``) or ``cmd`` with the inline options.
+    override its ``project.yaml``) or ``cmd`` with the inline options. The job
+    options are the core's :class:`pollinator.run.JobOptions`, by the same names
+    (``None``: the project's value, else the core's default); every one is templated.
 
-    :param project_dir: directory with ``project.yaml``, ``src/``, ``data/``.
-    :param image: container image. :param cmd: command to run. :param args: its arguments.
-    :param env: environment of the remote process.
-    :param executor_names: executors that may run it. :param executor_type: or any executor of this type.
+    :param project_dir: directory with ``project.yaml`` and ``cfs/{src,data,result}``.
+    :param name: the job's name, the label component ``/pollinator/<name>/...`` (default: the task id;
+        ``job_name=`` is its deprecated old name).
+    :param cmd: command to run. :param args: its arguments. :param image: container image.
+    :param env: environment of the remote process. :param init_cmd: shell command run before ``cmd``.
+    :param rebuild_image: ask the executor to rebuild the image first.
+    :param source: a file in ``src_dir`` passed to ``cmd`` as its first argument (project.yaml's ``source``).
+    :param executor_names: executors that may run it. :param executor_type: or any executor of this type
+        (left out with ``executor_names``: the named executors' type, looked up at submit).
     :param nodes: number of nodes. :param processes_per_node: processes (MPI ranks) per node.
     :param cpu: CPU request: cores (``4``, ``"2.5"``) or millicores (``"4000m"``); sent as millicores.
     :param mem: memory request, e.g. ``"8Gi"``, ``"512M"``; sent as ``Mi``/``Gi``.
     :param gpu_count: number of GPUs (``gpu=`` is its deprecated old name). :param gpu_name: GPU model.
-    :param walltime: seconds the job may run.
+    :param walltime: seconds (or ``"2h"``, ``"HH:MM:SS"``) the job may run.
+    :param max_retries: how often the Colonies server re-queues a failed attempt (not Airflow's ``retries``,
+        which re-run the task). :param priority: the process's priority in the colony's queue.
     :param inputs: ``{name: value}`` of earlier results mounted into this job: a label (its latest files,
         e.g. another task's ``result_label`` XCom), ``label@snapshot_id`` (exactly that snapshot's files,
         e.g. the ``pin_record()["input"]``), or a ``colonyfs://`` asset (the snapshot of the asset event that
         triggered this run, else the label). Inputs are added to the task's ``inlets``.
     :param outlets: ``colonyfs://<colony>/<result label>`` assets (:func:`pollinator_airflow.assets.colonyfs_asset`)
         get an asset event on success whose ``extra`` pins the run's result snapshot.
+    :param src_dir: a directory on the worker uploaded as the job's ``src`` (snapshotted per run).
+    :param data_dir: a directory on the worker uploaded as the job's ``data``.
     :param result_dir: where the result files are downloaded on the worker (``None``: not downloaded;
         downstream jobs read the result label through ``inputs=``).
-    :param result_label: ColonyFS label the job's results go to (default ``/pollinator/<job_name>/result``).
-    :param job_name: name of the job (default: the task id).
+    :param result_label: the shared "latest" ColonyFS label the results are added to after success
+        (default ``/pollinator/<name>/result``).
     :param launcher: ``False`` sends cmd/args/env raw instead of through Pollinator's launcher script
         (which survives every executor's templating and records the real exit code; docs/executors/).
     :param colonies_conn_id: the ``colonies`` connection.
@@ -104,74 +121,65 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     :param durable: re-attach to the process of an earlier try (Airflow 3.3 ``task_state_store``).
     """
 
-    template_fields: Sequence[str] = (
-        "project_dir", "image", "cmd", "args", "env", "executor_names", "executor_type", "nodes",
-        "processes_per_node", "cpu", "mem", "gpu_count", "gpu_name", "walltime", "inputs", "result_dir", "result_label",
-        "job_name",
-    )
-    template_fields_renderers = {"env": "json", "inputs": "json", "args": "py", "cmd": "bash"}
+    # the core's option names, read from JobOptions: no second list to drift
+    template_fields: Sequence[str] = ("project_dir", *OPTION_NAMES)
+    template_fields_renderers = {"env": "json", "inputs": "json", "args": "py", "cmd": "bash", "init_cmd": "bash"}
     operator_extra_links = (PollinatorProcessLink(),)
     ui_color = "#f6c945"
     external_id_key = "pollinator_process_id"
     _requires_command = True
+    # set in __init__ from OPTION_NAMES like every option; declared for the ones this class reads itself
+    name: Optional[str]
+    inputs: Optional[Mapping[str, Union[str, "Asset"]]]
+    result_dir: Optional[str]
 
     def __init__(
         self,
         *,
         project_dir: Optional[str] = None,
-        image: Optional[str] = None,
+        name: Optional[str] = None,
         cmd: Optional[str] = None,
         args: Optional[list[str]] = None,
+        image: Optional[str] = None,
         env: Optional[dict[str, str]] = None,
+        init_cmd: Optional[str] = None,
+        rebuild_image: Optional[bool] = None,
+        source: Optional[str] = None,
         executor_names: Optional[list[str]] = None,
         executor_type: Optional[str] = None,
         nodes: Optional[int] = None,
         processes_per_node: Optional[int] = None,
-        cpu: Optional[str] = None,
-        mem: Optional[str] = None,
+        cpu: Union[str, int, float, None] = None,
+        mem: Union[str, int, None] = None,
         gpu_count: Optional[int] = None,
         gpu_name: Optional[str] = None,
-        walltime: Optional[int] = None,
+        walltime: Union[int, str, None] = None,
+        max_retries: Optional[int] = None,
+        priority: Optional[int] = None,
         inputs: Optional[Mapping[str, Union[str, "Asset"]]] = None,
+        src_dir: Optional[str] = None,
+        data_dir: Optional[str] = None,
         result_dir: Optional[str] = None,
         result_label: Optional[str] = None,
-        job_name: Optional[str] = None,
         launcher: Optional[bool] = None,
         colonies_conn_id: str = "colonies_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 2.0,
         log_checkpoint_interval: float = 0.0,
+        job_name: Optional[str] = None,  # deprecated: name=
         **kwargs: Any,
     ) -> None:
-        if "gpu" in kwargs:  # the option's name before it matched the core's JobOptions.gpu_count
-            import warnings
-
-            warnings.warn("PollinatorOperator(gpu=...) is deprecated: use gpu_count=", DeprecationWarning,
-                          stacklevel=2)
-            legacy = kwargs.pop("gpu")
-            gpu_count = legacy if gpu_count is None else gpu_count
+        owner = getattr(self, "custom_operator_name", None) or type(self).__name__  # "@task.pollinator"
+        renamed = adopt_renamed(owner, {"name": name, "job_name": job_name,
+                                                      "gpu_count": gpu_count, "gpu": kwargs.pop("gpu", None)},
+                                category=_DEPRECATION, stacklevel=4)
         super().__init__(**kwargs)
         if self._requires_command and not project_dir and not cmd:
             raise ValueError(f"{type(self).__name__} {self.task_id!r}: give project_dir= or cmd=")
         self.project_dir = project_dir
-        self.image = image
-        self.cmd = cmd
-        self.args = args
-        self.env = env
-        self.executor_names = executor_names
-        self.executor_type = executor_type
-        self.nodes = nodes
-        self.processes_per_node = processes_per_node
-        self.cpu = cpu
-        self.mem = mem
-        self.gpu_count = gpu_count
-        self.gpu_name = gpu_name
-        self.walltime = walltime
-        self.inputs = inputs
-        self.result_dir = result_dir
-        self.result_label = result_label
-        self.job_name = job_name
-        self.launcher = launcher
+        given = dict(locals())
+        for option in OPTION_NAMES:  # every core option is an attribute of the same name (templated)
+            setattr(self, option, renamed[option] if option in renamed else given[option])
         self.colonies_conn_id = colonies_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -184,6 +192,11 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         self._colony_name: Optional[str] = None
         self._input_mounts: dict[str, tuple[str, str]] = {}  # what the finished process mounted (for lineage)
         self.process_id: Optional[str] = None
+
+    @property
+    def job_name(self) -> Optional[str]:
+        """Deprecated: the old name of :attr:`name`."""
+        return self.name
 
     # -- plumbing ----------------------------------------------------------------------------------------
     @property
@@ -204,16 +217,10 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
             raise AirflowFailException(str(exc)) from None
 
     def _options(self) -> dict[str, Any]:
-        """The inline options the user set, in the core's names; unset ones keep the core's defaults."""
-        options = {
-            "image": self.image, "cmd": self.cmd, "args": self.args, "env": self.env,
-            "executor_names": self.executor_names, "executor_type": self.executor_type, "nodes": self.nodes,
-            "processes_per_node": self.processes_per_node, "cpu": self.cpu, "mem": self.mem,
-            "gpu_count": self.gpu_count, "gpu_name": self.gpu_name, "walltime": self.walltime,
-            "inputs": self._inputs_now if self._inputs_now is not None else self.inputs,
-            "result_dir": Path(self.result_dir) if self.result_dir else None, "result_label": self.result_label,
-            "name": self.job_name, "launcher": self.launcher,
-        }
+        """The inline options the user set (rendered), in the core's names; unset ones keep the defaults."""
+        options = {option: getattr(self, option) for option in OPTION_NAMES}
+        if self._inputs_now is not None:  # colonyfs assets resolved at submit
+            options["inputs"] = self._inputs_now
         return {k: v for k, v in options.items() if v is not None}
 
     def build_job(self, settings: "Settings", token: str, context: "Context") -> "Job":

@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union, cast
 
 from prefect.context import TaskRunContext
@@ -54,7 +54,8 @@ from prefect.tasks import Task
 from pollinator.config import Settings
 from pollinator.errors import ConfigError, JobFailed, PollinatorError, ProjectError
 from pollinator.run import Job, JobResult, remote_function_job
-from pollinator.run.remote import FunctionSource, capture
+from pollinator.run.options import OPTION_NAMES
+from pollinator.run.remote import FunctionSource, capture, refuse_function_options
 from pollinator_prefect import artifacts
 from pollinator_prefect import assets as assets_module
 from pollinator_prefect.credentials import ColonyOSCredentials
@@ -115,6 +116,17 @@ class _Remote:
         if self.project_dir is not None:
             return Job.from_project(self.project_dir, settings, token=token, cmd=cmd, **extra, **self.options)
         return Job.inline(settings, token=token, name=self.job_name, cmd=cmd, **extra, **self.options)
+
+
+def _plain(value: Any) -> Any:
+    """An argument as the frozen core options take it: mappings and sequences copied, paths as paths."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, PurePath):
+        return Path(value)
+    return value
 
 
 def _is_usage_error(state: Any) -> bool:
@@ -271,6 +283,10 @@ def pollinator_task(
     data_dir: Optional[PathLike] = None,
     result_dir: Optional[PathLike] = None,
     max_retries: Optional[int] = None,
+    priority: Optional[int] = None,
+    rebuild_image: Optional[bool] = None,
+    source: Optional[str] = None,
+    result_label: Optional[str] = None,
     ship: Sequence[str] = (),
     assets: Sequence[Any] = (),
     launcher: Optional[bool] = None,
@@ -288,13 +304,17 @@ def pollinator_task(
         project_dir: a Go-pollinator project (``project.yaml`` + ``cfs/``);
             ``kind="command"`` only. Its settings are the defaults; the
             options given here override them.
-        job_name: the ColonyOS project name (label ``/pollinator/<job_name>/...``);
-            defaults to the function name with ``_`` as ``-``.
-        image ... launcher: the core job options (see
-            :class:`pollinator.run.JobOptions`); ``None`` keeps the default.
-            ``result_dir`` is where results are downloaded; without it they
-            stay in ColonyFS (the result label is in the artifact) and
-            nothing is left on the worker.
+        job_name: the core's ``name`` option, the ColonyOS project name (label
+            ``/pollinator/<job_name>/...``); defaults to the function name with
+            ``_`` as ``-``. It keeps this name here because ``name=`` is
+            Prefect's own (the task's name, passed to :func:`prefect.task`).
+        image ... result_label: the core job options, by the core's names (see
+            :class:`pollinator.run.JobOptions`); ``None`` keeps the project's
+            value or the core's default. ``cmd``/``args`` are what a
+            ``kind="command"`` function returns; ``kind="function"`` sets
+            ``source``/``src_dir`` itself. ``result_dir`` is where results are
+            downloaded; without it they stay in ColonyFS (the result label is in
+            the artifact) and nothing is left on the worker.
         ship: module globals the function body reads that should be uploaded
             even though the implicit rule refuses them (e.g. a value that
             looks like a credential); ``kind="function"`` only.
@@ -308,19 +328,12 @@ def pollinator_task(
         raise ValueError(f"kind={kind!r}: use 'function' (the body runs remotely) or 'command'")
     if project_dir is not None and kind != "command":
         raise ValueError("project_dir needs kind='command': a project runs the command the function returns")
-    given = dict(image=image, executor_names=list(executor_names) if executor_names is not None else None,
-                 executor_type=executor_type, nodes=nodes, processes_per_node=processes_per_node, cpu=cpu,
-                 mem=mem, gpu_count=gpu_count, gpu_name=gpu_name, walltime=walltime,
-                 inputs=dict(inputs) if isinstance(inputs, Mapping) else (list(inputs) if inputs else None),
-                 env=dict(env) if env is not None else None, init_cmd=init_cmd,
-                 src_dir=Path(src_dir) if src_dir is not None else None,
-                 data_dir=Path(data_dir) if data_dir is not None else None,
-                 result_dir=Path(result_dir) if result_dir is not None else None, max_retries=max_retries,
-                 launcher=launcher)
-    options = {k: v for k, v in given.items() if v is not None}
-    if kind == "function" and "src_dir" in options:
-        raise ValueError("src_dir is where the function's source is shipped from; it cannot be set for "
-                         "kind='function'")
+    arguments = locals()  # the core's options by their own names (OPTION_NAMES): no second list to keep
+    options = {k: _plain(arguments[k]) for k in OPTION_NAMES if arguments.get(k) is not None}
+    if not options.get("inputs", True):  # no inputs given: a project keeps its own
+        del options["inputs"]
+    if kind == "function":
+        refuse_function_options("@pollinator_task(kind='function')", options)
     if ship and kind != "function":
         raise ValueError("ship= lists module globals uploaded with a function; it needs kind='function'")
     task_options["retry_condition_fn"] = _no_retry_for_usage_errors(task_options.get("retry_condition_fn"))

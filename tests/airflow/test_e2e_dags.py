@@ -36,7 +36,7 @@ with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=Fal
         cmd="echo {mark}-one; echo {mark}-two; mkdir -p $POLLINATOR_RESULT_DIR; "
             "echo trained > $POLLINATOR_RESULT_DIR/model.txt; echo",
         args=["{mark}-three"],
-        job_name="{dag_id}",
+        name="{dag_id}",
         result_dir="{result_dir}",
         deferrable={deferrable},
         poll_interval=0.5,
@@ -50,7 +50,7 @@ from pollinator_airflow.operators import PollinatorOperator
 
 with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
     PollinatorOperator(task_id="work", executor_names=["dev-k8s"], cmd="echo about to fail; echo {mark}-oops >&2; exit 3",
-                       job_name="{dag_id}", deferrable={deferrable}, poll_interval=0.5)
+                       name="{dag_id}", deferrable={deferrable}, poll_interval=0.5)
 '''
 
 KUBE_FAIL_DAG = '''
@@ -60,7 +60,7 @@ from pollinator_airflow.operators import PollinatorOperator
 
 with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
     PollinatorOperator(task_id="work", executor_names=["kube-mimic"], cmd="echo about to fail; exit 7",
-                       job_name="{dag_id}", deferrable={deferrable}, poll_interval=0.5)
+                       name="{dag_id}", deferrable={deferrable}, poll_interval=0.5)
 '''
 
 SENSOR_DAG = '''
@@ -71,7 +71,7 @@ from pollinator_airflow.sensors import PollinatorSensor
 
 with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
     run = PollinatorOperator(task_id="work", executor_names=["dev-hpc"], cmd="echo hi",
-                             job_name="{dag_id}")
+                             name="{dag_id}")
     PollinatorSensor(task_id="wait", process_id="{{{{ ti.xcom_pull(task_ids='work', key='process_id') }}}}",
                      poke_interval=1, deferrable={deferrable}) << run
 '''

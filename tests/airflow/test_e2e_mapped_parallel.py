@@ -30,12 +30,12 @@ from pollinator_airflow.operators import PollinatorOperator
 XS = {xs}
 
 with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
-    @task.pollinator(executor_names=["dev-k8s", "dev-hpc"], walltime=120, job_name="{dag_id}-square")
+    @task.pollinator(executor_names=["dev-k8s", "dev-hpc"], walltime=120, name="{dag_id}-square")
     def square(x: int) -> dict:
         return {{"x": x, "sq": x * x}}
 
     square.expand(x=XS)
-    PollinatorOperator.partial(task_id="tag", executor_names=["dev-k8s", "dev-hpc"], job_name="{dag_id}-tag",
+    PollinatorOperator.partial(task_id="tag", executor_names=["dev-k8s", "dev-hpc"], name="{dag_id}-tag",
                                walltime=120).expand(
         cmd=["sh -c 'mkdir -p $POLLINATOR_RESULT_DIR/.pollinator; echo value-%d > $POLLINATOR_RESULT_DIR/out.txt; "
          "echo %d > $POLLINATOR_RETURN'" % (x, x)

@@ -36,10 +36,10 @@ PINNED = ("{{ ti.xcom_pull(task_ids='prep')['result_label'] }}@"
           "{{ ti.xcom_pull(task_ids='prep')['result_snapshot_id'] }}")
 
 with DAG("DAG_ID", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
-    prep = PollinatorOperator(task_id="prep", job_name="DAG_ID_prep", executor_names=["dev-k8s"], cmd="sh -c",
+    prep = PollinatorOperator(task_id="prep", name="DAG_ID_prep", executor_names=["dev-k8s"], cmd="sh -c",
                               args=[shlex.quote(WRITE)],
                               outlets=[colonyfs_asset("/pollinator/DAG_ID_prep/result", colony="COLONY")])
-    train = PollinatorOperator(task_id="train", job_name="DAG_ID_train", executor_names=["dev-hpc"], cmd="sh -c",
+    train = PollinatorOperator(task_id="train", name="DAG_ID_train", executor_names=["dev-hpc"], cmd="sh -c",
                                args=[shlex.quote(COUNT)], inputs={"prep": PINNED})
     prep >> train
 '''

@@ -30,7 +30,7 @@ def conn_env(in_colony_env):
 def _op(task_id: str, cmd: str, **kw) -> PollinatorOperator:
     # executors run `sh -c "<cmd> <args...>"` (as the Go executors do), so cmd may be a whole shell line
     return PollinatorOperator(task_id=task_id, executor_names=["dev-hpc"], cmd=cmd,
-                              job_name=task_id.replace("_", "-"), poll_interval=0.5, **kw)
+                              name=task_id.replace("_", "-"), poll_interval=0.5, **kw)
 
 
 def _state(settings, pid: str) -> str:

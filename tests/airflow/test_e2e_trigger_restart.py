@@ -57,7 +57,7 @@ class _SupervisorComms:
 
 
 def _deferred(name: str):
-    op = PollinatorOperator(task_id=name, executor_names=["dev-hpc"], job_name=name.replace("_", "-"),
+    op = PollinatorOperator(task_id=name, executor_names=["dev-hpc"], name=name.replace("_", "-"),
                             cmd=f"for i in $(seq 1 {LINES}); do echo line-$i; sleep 0.05; done",
                             deferrable=True, poll_interval=0.2)
     with pytest.raises(TaskDeferred) as deferred:

@@ -20,7 +20,7 @@ from airflow.sdk import DAG
 from pollinator_airflow.operators import PollinatorOperator
 
 with DAG("{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
-    PollinatorOperator(task_id="work", executor_names=["dev-hpc"], job_name="{dag_id}",
+    PollinatorOperator(task_id="work", executor_names=["dev-hpc"], name="{dag_id}",
                        cmd="echo {mark}-started; sleep 8; echo {mark}-done")
 '''
 

@@ -41,8 +41,60 @@ def test_needs_cmd_or_project():
 
 
 def test_template_fields_cover_user_options():
-    for name in ("cmd", "args", "env", "image", "inputs", "executor_names", "walltime", "result_dir", "project_dir"):
+    for name in ("cmd", "args", "env", "image", "inputs", "executor_names", "walltime", "result_dir", "project_dir",
+                 "name"):
         assert name in PollinatorOperator.template_fields
+
+
+def test_the_operator_takes_every_core_option_by_the_core_name():
+    """One list: the core's JobOptions. The signature (which Airflow's default_args read) and the template
+    fields hold every option under its core name, and each one reaches the core job."""
+    import inspect
+
+    from pollinator.run.options import OPTION_NAMES, JobOptions
+
+    params = inspect.signature(PollinatorOperator.__init__).parameters
+    assert set(OPTION_NAMES) <= set(params)
+    assert set(PollinatorOperator.template_fields) == {"project_dir", *OPTION_NAMES}
+    given = dict(name="train-job", cmd="python3 train.py", args=["--epochs", "2"], image="python:3.12",
+                 env={"A": "1"}, init_cmd="pip install x", rebuild_image=True, source="train.py",
+                 executor_names=["dev-hpc"], executor_type="hpc-executor", nodes=2, processes_per_node=4, cpu="2",
+                 mem="4Gi", gpu_count=1, gpu_name="a100", walltime="1h", max_retries=2, priority=7,
+                 inputs={"prep": "/pollinator/prep/result"}, src_dir="/tmp/src", data_dir="/tmp/data",
+                 result_dir="/tmp/result", result_label="/pollinator/train-job/latest", launcher=False)
+    assert set(given) == set(OPTION_NAMES)  # this test names them all: a new core option fails it until added
+    op(**given).execute(context())
+    sent = FakeJob.instances[0].options
+    assert sent == given
+    JobOptions.build(**sent)  # and the core takes them as they are
+
+
+def test_the_old_job_name_still_works_with_a_warning_naming_the_new_name():
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    with pytest.warns(AirflowProviderDeprecationWarning, match=r"job_name=.*deprecated: use name="):
+        o = op(job_name="legacy")
+    assert o.name == "legacy" and o.job_name == "legacy"
+    o.execute(context())
+    assert FakeJob.instances[0].options["name"] == "legacy"
+
+
+@pytest.mark.parametrize("old, new", [("job_name", "name"), ("gpu", "gpu_count")])
+def test_an_old_and_a_new_name_together_is_an_error_naming_both(old, new):
+    from pollinator.errors import ProjectError
+
+    value = "x" if new == "name" else 1
+    with pytest.raises(ProjectError, match=rf"both {old}= and {new}= are given.*give only {new}="):
+        op(**{old: value, new: value})
+
+
+def test_the_core_names_are_templated(oplog):
+    o = op(name="nightly-{{ ds_nodash }}", init_cmd="echo {{ ds }}", cmd="python3 {{ params.script }}",
+           params={"script": "train.py"})
+    o.render_template_fields({"ds": "2025-01-02", "ds_nodash": "20250102", "params": {"script": "train.py"}})
+    assert (o.name, o.init_cmd, o.cmd) == ("nightly-20250102", "echo 2025-01-02", "python3 train.py")
+    o.execute(context())
+    assert FakeJob.instances[0].options["name"] == "nightly-20250102"
 
 
 class _Log:
@@ -84,7 +136,7 @@ def test_sync_logs_lines_and_returns_xcom(oplog):
 
 
 def test_old_gpu_name_still_works_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="gpu_count"):
+    with pytest.warns(DeprecationWarning, match="gpu=.*use gpu_count="):
         o = op(gpu=3)
     o.execute(context())
     assert FakeJob.instances[0].options["gpu_count"] == 3
@@ -379,6 +431,47 @@ def test_decorator_runs_function_remotely(monkeypatch):
     assert calls["options"]["executor_names"] == ["dev-hpc"] and calls["options"]["gpu_count"] == 1
     assert calls["options"]["token"] == "dag/add/manual__1/-1/1"
     assert ti.xcoms["pollinator"]["process_id"] == "proc-1"
+
+
+def test_decorator_refuses_the_options_a_function_job_sets_itself():
+    """cmd/args/source/src_dir are the runner's: a DAG import error naming them, not a silent override."""
+    from airflow.sdk import DAG, task
+
+    from pollinator.errors import ProjectError
+
+    with DAG("d"):
+        with pytest.raises(ProjectError, match=r"@task.pollinator: cmd=, src_dir= cannot be given"):
+            @task.pollinator(executor_names=["dev-hpc"], cmd="python3 x.py", src_dir="/tmp")
+            def f() -> int:
+                return 1
+
+            f()
+
+
+def test_decorator_takes_the_core_names_and_the_old_job_name_with_a_warning(monkeypatch):
+    import pollinator.run
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+    from airflow.sdk import DAG, task
+
+    calls = []
+    monkeypatch.setattr(pollinator.run, "remote_function_job",
+                        lambda settings, func, args, kwargs, **options: calls.append(options) or FakeJob(options))
+    with DAG("d") as dag:
+        @task.pollinator(executor_names=["dev-hpc"], name="adder", max_retries=1, priority=9)
+        def add(a: int) -> int:
+            return a
+
+        add(1)
+        with pytest.warns(AirflowProviderDeprecationWarning, match="job_name=.*use name="):
+            @task.pollinator(executor_names=["dev-hpc"], job_name="old-adder")
+            def old(a: int) -> int:
+                return a
+
+            old(1)
+    for task_id in ("add", "old"):
+        dag.get_task(task_id).execute(context(FakeTI(task_id=task_id)))
+    assert [c["name"] for c in calls] == ["adder", "old-adder"]
+    assert (calls[0]["max_retries"], calls[0]["priority"]) == (1, 9)
 
 
 API_TOKEN = "s3cr3t-token"

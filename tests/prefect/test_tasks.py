@@ -288,3 +288,40 @@ def test_decoration_errors_are_immediate():
         pollinator_task(kind="shell")
     with pytest.raises(ValueError, match="project_dir needs kind='command'"):
         pollinator_task(project_dir=".")
+
+
+def test_the_task_takes_every_core_option_by_the_core_name(script, tmp_path):
+    """One list: the core's JobOptions. Every option but cmd/args (what a command function returns) is an
+    argument of the same name; the core's ``name`` is ``job_name`` here, since ``name=`` is Prefect's."""
+    from pollinator.run.options import OPTION_NAMES, JobOptions
+
+    params = inspect.signature(pollinator_task).parameters
+    assert set(OPTION_NAMES) - {"name", "cmd", "args"} <= set(params)
+    assert "job_name" in params and "name" not in params  # name= goes to prefect.task
+
+    given = dict(image="python:3.12", env={"A": "1"}, init_cmd="true", rebuild_image=True, source="run.py",
+                 executor_names=["dev-hpc"], executor_type="hpc-executor", nodes=2, processes_per_node=4, cpu="2",
+                 mem="4Gi", gpu_count=1, gpu_name="a100", walltime="1h", max_retries=2, priority=7,
+                 inputs={"prep": "/pollinator/prep/result"}, src_dir=tmp_path / "src", data_dir=tmp_path / "data",
+                 result_dir=tmp_path / "result", result_label="/pollinator/everything/latest", launcher=False)
+    assert set(given) | {"name", "cmd", "args"} == set(OPTION_NAMES)  # a new core option fails this until added
+
+    @pollinator_task(kind="command", credentials=CREDS, job_name="everything", name="prefect-task-name", **given)
+    def everything() -> list:
+        return ["python3", "-V"]
+
+    assert everything.name == "prefect-task-name"
+
+    @flow
+    def f():
+        return everything()
+
+    assert f().state == "SUCCESS"
+    sent = script.jobs[0].call["options"]
+    assert sent == {"name": "everything", "cmd": "python3", "args": ["-V"], **given}
+    JobOptions.build(**sent)  # and the core takes them as they are
+
+
+def test_a_function_task_refuses_the_options_a_function_job_sets_itself():
+    with pytest.raises(ProjectError, match=r"kind='function'\): source=, src_dir= cannot be given"):
+        pollinator_task(source="x.py", src_dir=".")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -74,3 +75,34 @@ class JobOptions(BaseModel):
             problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}"
                                  for err in exc.errors())
             raise ProjectError(f"invalid job options: {problems}") from None
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(JobOptions.model_fields)
+"""Every job option, in the core's names: the adapters' arguments are these (tests hold them to it)."""
+
+RENAMED: Mapping[str, str] = {"job_name": "name", "gpu": "gpu_count"}
+"""Adapter arguments from before they took the core's names -> the core's name (deprecated aliases)."""
+
+
+def adopt_renamed(owner: str, given: Mapping[str, Any], *, category: type[Warning] = DeprecationWarning,
+                  stacklevel: int = 3) -> dict[str, Any]:
+    """``given`` (argument -> value, ``None`` = not given) with every old name of :data:`RENAMED` moved to its
+    core name: the old name still works and warns naming the new one, so a DAG or flow keeps running while
+    its author moves; both names at once is a :class:`ProjectError` naming both (which one should win?).
+
+    One place for the rule, so the operator, ``@task.pollinator`` and ``@pollinator_task`` say the same.
+    """
+    options = dict(given)
+    for old, new in RENAMED.items():
+        if old not in options:
+            continue
+        value = options.pop(old)
+        if value is None:
+            continue
+        if options.get(new) is not None:
+            raise ProjectError(f"{owner}: both {old}= and {new}= are given; {old}= is the deprecated name of "
+                               f"{new}=: give only {new}=")
+        warnings.warn(f"{owner}({old}=...) is deprecated: use {new}= (the name the core's JobOptions, the other "
+                      "adapters and the docs use)", category, stacklevel=stacklevel)
+        options[new] = value
+    return options

@@ -45,7 +45,7 @@ import shutil
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -257,6 +257,19 @@ def build_call(func: Callable[..., Any], args: Sequence[Any] = (), kwargs: Optio
     return call
 
 
+FUNCTION_OPTIONS = ("cmd", "args", "source", "src_dir")
+"""The job options a function job sets itself (the runner, the call): an adapter cannot take them."""
+
+
+def refuse_function_options(owner: str, options: Mapping[str, Any]) -> None:
+    """A :class:`ProjectError` naming the options a function job sets itself, when one is given."""
+    taken = [k for k in FUNCTION_OPTIONS if options.get(k) is not None]
+    if taken:
+        raise ProjectError(f"{owner}: {', '.join(f'{k}=' for k in taken)} cannot be given: a function job runs "
+                           "the function's own source (its cmd, args, source and src_dir are the runner's); "
+                           "run a command with the operator or kind='command' instead")
+
+
 class RemoteFunctionJob(Job):
     """A Job whose result must carry the function's return value; its temporary files live only as long as it."""
 
@@ -297,6 +310,7 @@ def remote_function_job(settings: Settings, func: Callable[..., Any], args: Sequ
     decorated (captured now when not given). Results stay in ColonyFS unless
     ``result_dir=`` names a home for them; the return value needs no download.
     """
+    refuse_function_options("remote_function_job", options)
     call = build_call(func, args, kwargs, source=source)
     from pollinator.run.options import JobOptions
 
