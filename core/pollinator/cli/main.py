@@ -205,8 +205,8 @@ def funcspec_command(
 
     The same spec as `pollinator run --dry-run`. Unlike the Go tool's funcspec
     this uploads nothing: values only known at submit time (the src snapshot
-    id unless --snapshot-id is given, the run id, the client token) are
-    placeholders like <snapshot>.
+    id unless --snapshot-id is given, the run id, the client token, the named
+    executors' type when executorType is left out) are placeholders like <snapshot>.
     """
     from pollinator.cli.common import parse_inputs
     from pollinator.cli.run import preview_spec

@@ -2,7 +2,8 @@
 
 ``pollinator funcspec``, ``pollinator run --dry-run`` and the submission all
 build the spec here, once, with placeholders for what only submit time knows
-(the src snapshot id, the input snapshots, the run id, the client token).
+(the src snapshot id, the input snapshots, the run id, the client token, and
+the executor type when it is the named executors', found by looking them up).
 Submitting then fills those placeholders in (:func:`fill`); nothing else
 changes between the preview a user reads and the spec the server stores.
 
@@ -25,6 +26,7 @@ from pollinator.errors import ProjectError
 from pollinator.launcher import LAUNCHER_FILE, Launcher, spec_env
 from pollinator.pins import parse_input
 from pollinator.run import returns
+from pollinator.run.discovery import type_from_names
 from pollinator.run.exit_record import LAUNCHER_ENV
 from pollinator.run.options import JobOptions
 from pollinator.run.token import TOKEN_ENV, token_env_value, token_label
@@ -40,6 +42,7 @@ PLACEHOLDER_FILES_SNAPSHOT = "<run files snapshot>"
 PLACEHOLDER_RUN_ID = "<run_id>"
 PLACEHOLDER_TOKEN = "<token>"
 PLACEHOLDER_TOKEN_LABEL = "pollinator:<token-hash>"
+PLACEHOLDER_EXECUTOR_TYPE = "<executor type>"  # the named executors' type, looked up at submit (run.discovery)
 
 
 def placeholder_input_snapshot(name: str) -> str:
@@ -51,6 +54,8 @@ class RunContext:
     """What only submit time knows; the defaults are the placeholders a preview shows.
 
     ``token=None``: the spec carries no client token (and the Go tool's label).
+    ``executor_type``: what executor discovery decided to send, used only when the
+    job names executors and leaves the type to them (:func:`type_from_names`).
     """
 
     run_id: str = PLACEHOLDER_RUN_ID
@@ -59,6 +64,7 @@ class RunContext:
     files_snapshot_id: str = PLACEHOLDER_FILES_SNAPSHOT
     input_snapshots: Mapping[str, str] = field(default_factory=dict)
     token: Optional[str] = None
+    executor_type: str = PLACEHOLDER_EXECUTOR_TYPE
 
     def input_snapshot(self, name: str) -> str:
         return self.input_snapshots.get(name) or placeholder_input_snapshot(name)
@@ -74,7 +80,8 @@ class RunContext:
     def replacements(self, inputs: Mapping[str, str]) -> dict[str, str]:
         """placeholder -> value for every value this context knows (placeholders it keeps are left out)."""
         pairs = {PLACEHOLDER_RUN_ID: self.run_id, PLACEHOLDER_SNAPSHOT: self.snapshot_id,
-                 PLACEHOLDER_DATA_SNAPSHOT: self.data_snapshot_id, PLACEHOLDER_FILES_SNAPSHOT: self.files_snapshot_id}
+                 PLACEHOLDER_DATA_SNAPSHOT: self.data_snapshot_id, PLACEHOLDER_FILES_SNAPSHOT: self.files_snapshot_id,
+                 PLACEHOLDER_EXECUTOR_TYPE: self.executor_type}
         if self.token is not None:
             pairs[PLACEHOLDER_TOKEN] = token_env_value(self.token)  # the token only appears in the env
             pairs[PLACEHOLDER_TOKEN_LABEL] = self.label
@@ -164,9 +171,10 @@ def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunConte
         env = {**o.env, **env}
     mounts_of_run = specs.RunMounts(ctx.run_id, ctx.data_snapshot_id if has_data(o) else None,
                                     ctx.files_snapshot_id if run_files else None)
+    executor_type = ctx.executor_type if type_from_names(o.executor_names, o.executor_type) else o.executor_type
     return specs.build_spec(
         colony_name, project_name=o.name, snapshot_id=ctx.snapshot_id if has_src else None, image=o.image,
-        cmd=cmd, args=args, env=env, executor_names=o.executor_names, executor_type=o.executor_type,
+        cmd=cmd, args=args, env=env, executor_names=o.executor_names, executor_type=executor_type,
         nodes=o.nodes, processes_per_node=o.processes_per_node, cpu=o.cpu, mem=o.mem, gpu_count=o.gpu_count,
         gpu_name=o.gpu_name, walltime=o.walltime, init_cmd=init_cmd, rebuild_image=o.rebuild_image,
         extra_snapshot_mounts=mounts, max_retries=o.max_retries, priority=o.priority, label=ctx.label,
@@ -192,14 +200,14 @@ def fill(preview: FunctionSpec, ctx: RunContext, inputs: Mapping[str, str] = {})
     return FunctionSpec.model_validate(sub(preview.to_wire()))
 
 
-_PLACEHOLDER = re.compile(r"<(snapshot|data snapshot|run files snapshot|run_id|token|token-hash|"
+_PLACEHOLDER = re.compile(r"<(snapshot|data snapshot|run files snapshot|run_id|token|token-hash|executor type|"
                           r"snapshot of input [A-Za-z0-9_]+)>")
 
 
 def _refuse_placeholders(o: JobOptions) -> None:
     """A placeholder in user text would be replaced at submit: refuse it rather than change the command."""
     fields: dict[str, Any] = {"cmd": o.cmd, "init_cmd": o.init_cmd, "image": o.image, "source": o.source,
-                              "result_label": o.result_label}
+                              "result_label": o.result_label, "executor_type": o.executor_type}
     fields.update({f"args[{i}]": a for i, a in enumerate(o.args)})
     fields.update({f"env {k}": f"{k}={v}" for k, v in o.env.items()})
     fields.update({f"inputs {k}": v for k, v in o.inputs.items()})

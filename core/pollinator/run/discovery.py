@@ -61,6 +61,14 @@ def _describe(executors: Sequence[Executor]) -> str:
                      for e in sorted(executors, key=lambda e: e.executorname))
 
 
+def type_from_names(names: Optional[Sequence[str]], executor_type: str) -> bool:
+    """Whether the type sent is the named executors' (looked up at submit) rather than the job's own:
+    executors are named and the type is left at the default. A preview shows a placeholder for it."""
+    from pollinator.project import DEFAULT_EXECUTOR_TYPE
+
+    return bool(names) and executor_type == DEFAULT_EXECUTOR_TYPE
+
+
 def discover(executors: Sequence[Executor], *, colony: str, names: Optional[Sequence[str]], executor_type: str,
              type_is_default: bool, rebuild_image: bool = False, image: str = "") -> Discovery:
     """Check the job's executor names and type against the registered ``executors``.

@@ -25,6 +25,7 @@ from pollinator.colonies.models import FunctionSpec, Log, Process, ProcessState
 from pollinator.config import Settings
 from pollinator.errors import ProjectError, UsageError
 from pollinator.run.build import (
+    PLACEHOLDER_EXECUTOR_TYPE,
     PLACEHOLDER_RUN_ID,
     PLACEHOLDER_SNAPSHOT,
     PLACEHOLDER_TOKEN,
@@ -77,6 +78,9 @@ class Job:
         self.token = token
         self.run_id = ""  # minted by submit(); a re-attach takes the process's own
         self.attached = False  # True when submit() found an earlier process with our token
+        # the executor type submit sends when the options leave it to the named executors (run.discovery);
+        # decided by discover(), shown as a placeholder until then
+        self.executor_type: Optional[str] = None
         self.connections = Connections(settings)
         self.handle: Optional[ProcessHandle] = None
         if process_id:
@@ -225,7 +229,8 @@ class Job:
         if staged is not None:
             snapshot_id = staged.src_snapshot or snapshot_id
         ctx = RunContext(run_id=self.run_id or PLACEHOLDER_RUN_ID, snapshot_id=snapshot_id or PLACEHOLDER_SNAPSHOT,
-                         input_snapshots=dict(input_snapshots or {}), token=token)
+                         input_snapshots=dict(input_snapshots or {}), token=token,
+                         executor_type=self.executor_type or PLACEHOLDER_EXECUTOR_TYPE)
         if staged is not None:
             ctx = replace(ctx, data_snapshot_id=staged.data_snapshot or ctx.data_snapshot_id,
                           files_snapshot_id=staged.files_snapshot or ctx.files_snapshot_id)
@@ -275,29 +280,28 @@ class Job:
     def discover(self) -> Optional[Discovery]:
         """Look the job's executors up before anything is uploaded (see :mod:`pollinator.run.discovery`).
 
-        Takes the named executors' type when the job left the default, fails
-        fast (ProjectError) naming what is registered when the server could
-        never assign the process, and logs a warning for options a known
-        executor family mishandles. A colony that will not list its executors
-        to this key is not checked.
+        Decides :attr:`executor_type`: the named executors' type when the job
+        left the default (the preview's ``<executor type>``), fails fast
+        (ProjectError) naming what is registered when the server could never
+        assign the process, and logs a warning for options a known executor
+        family mishandles. A colony that will not list its executors to this
+        key is not checked: the job's own type is sent.
         """
         from pollinator.errors import ColoniesError
-        from pollinator.project import DEFAULT_EXECUTOR_TYPE
-        from pollinator.run.discovery import discover
+        from pollinator.run.discovery import discover, type_from_names
 
         o = self._opts
+        self.executor_type = o.executor_type
         try:
             registered = self.client.get_executors() or []
         except ColoniesError as exc:
             log.info("executors not checked before submitting (the colony did not list them: %s)", exc)
             return None
         found = discover(registered, colony=self.settings.colony_name, names=o.executor_names,
-                         executor_type=o.executor_type, type_is_default=o.executor_type == DEFAULT_EXECUTOR_TYPE,
+                         executor_type=o.executor_type,
+                         type_is_default=type_from_names(o.executor_names, o.executor_type),
                          rebuild_image=o.rebuild_image, image=o.image)
-        if found.executor_type != o.executor_type:
-            log.warning("executor_type %s does not match the named executors %s: sending their type %s",
-                        o.executor_type, ", ".join(o.executor_names or []), found.executor_type)
-            self.options = o.model_copy(update={"executor_type": found.executor_type})
+        self.executor_type = found.executor_type
         for warning in found.warnings:
             log.warning("%s", warning)
         return found
