@@ -34,6 +34,7 @@ def _as_submitted(job: Job):
     from pollinator.run.layout import Staged
 
     job.run_id = "0123456789abcdef" * 4
+    job.executor_type = job.options.executor_type  # what discover() sends when no executor says otherwise
     staged = Staged(src_snapshot="f" * 64, data_snapshot="c" * 64, files_snapshot="d" * 64)
     return job.spec(input_snapshots={n: "e" * 64 for n in job.options.inputs}, staged=staged)
 
