@@ -88,6 +88,25 @@ def test_an_old_and_a_new_name_together_is_an_error_naming_both(old, new):
         op(**{old: value, new: value})
 
 
+def test_the_core_names_survive_dag_serialization():
+    """What the dag-processor stores and the scheduler/UI read back: every option under its core name,
+    including one given by its deprecated name."""
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("ser", schedule=None, start_date=datetime(2025, 1, 1)) as dag:
+        op(task_id="new", name="nightly-{{ ds }}", max_retries=2, priority=7, src_dir="/data/src")
+        with pytest.warns(DeprecationWarning):
+            op(task_id="old", job_name="legacy")
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    new, old = back.get_task("new"), back.get_task("old")
+    assert "name" in new.template_fields and "job_name" not in new.template_fields
+    assert (new.name, new.max_retries, new.priority, new.src_dir) == ("nightly-{{ ds }}", 2, 7, "/data/src")
+    assert old.name == "legacy"
+
+
 def test_the_core_names_are_templated(oplog):
     o = op(name="nightly-{{ ds_nodash }}", init_cmd="echo {{ ds }}", cmd="python3 {{ params.script }}",
            params={"script": "train.py"})
