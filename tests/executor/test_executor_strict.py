@@ -90,7 +90,8 @@ def test_launcher_paths_point_at_the_fs_dir_and_the_exit_record_is_written(tmp_p
     result = fs / "pollinator/p/runs/r/result"
     assert (result / "a.txt").read_text() == "a & b\n" and (result / "b.txt").read_text() == "x\n"
     record = json.loads((result / ".pollinator/exit.json").read_text())
-    assert record == {"exit_code": 0, "complete": True, "stage": "cmd", "process_id": "p" * 64, "rank": "0"}
+    assert record == {"exit_code": 0, "complete": True, "stage": "cmd", "process_id": "p" * 64, "rank": "0",
+                      "reason": ""}
 
 
 def test_launcher_records_the_real_exit_code_when_the_executor_says_success(tmp_path):

@@ -69,6 +69,9 @@ class LaunchSpec:
     walltime: float = 0.0
     """The job's run time limit in seconds (0 = none), counted from when its command starts running
     (a local start; a Slurm job leaving PENDING): queueing and staging do not use it up."""
+    time_limit: float = 0.0
+    """A scheduler's own limit in seconds when ``walltime`` is 0 because the job's launcher keeps the run
+    time (Slurm ``--time``): the spec's walltime, run time plus staging allowance, as a backstop."""
     process: Optional["Process"] = None
     """The process being run, for backends that map its conditions (Slurm: cpu, mem, gpus, image)."""
 

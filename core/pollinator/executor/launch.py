@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 
 from pollinator.colonies.models import FunctionSpec, Process
 from pollinator.errors import PollinatorError, UnsafePathError
+from pollinator.launcher import WALLTIME_ENV
 
 DEFAULT_MOUNT = "/cfs"
 OUTPUT_FILE_VAR = "POLLINATOR_OUTPUT_FILE"
@@ -124,8 +125,23 @@ class Plan:
     image: str
 
 
-WALLTIME_VAR = "POLLINATOR_WALLTIME"
+WALLTIME_VAR = WALLTIME_ENV
 """Spec env: the job's run time in seconds when the spec's walltime also holds a staging allowance."""
+
+
+def run_time_of(spec: FunctionSpec) -> int:
+    """``env.POLLINATOR_WALLTIME`` as seconds (0: absent or not a positive whole number)."""
+    raw = (spec.env or {}).get(WALLTIME_VAR)
+    try:
+        value = int(str(raw).strip()) if raw is not None else 0
+    except ValueError:
+        return 0
+    return max(0, value)
+
+
+def has_run_time(spec: FunctionSpec) -> bool:
+    """The spec names its run time apart from its walltime (a staging allowance is folded in)."""
+    return run_time_of(spec) > 0
 
 
 def walltime_of(spec: FunctionSpec) -> float:
@@ -135,14 +151,8 @@ def walltime_of(spec: FunctionSpec) -> float:
     allowance is folded into ``conditions.walltime``), else ``conditions.walltime``. The server's
     ``maxexectime`` is not a run time (it counts from assignment): see :func:`server_deadline`.
     """
-    raw = (spec.env or {}).get(WALLTIME_VAR)
-    if raw is not None:
-        try:
-            value = int(str(raw).strip())
-        except ValueError:
-            value = 0
-        if value > 0:
-            return float(value)
+    if has_run_time(spec):
+        return float(run_time_of(spec))
     return float(spec.conditions.walltime) if spec.conditions.walltime and spec.conditions.walltime > 0 else 0.0
 
 

@@ -31,7 +31,8 @@ from pollinator.executor import launcher_mount
 from pollinator.executor.job_end import (DELIVERED, LOST as END_LOST, PENDING, EndPolicy, deliver_close,
                                          failed_upload_close, quarantine, upload_with_retries)
 from pollinator.executor.journal import JournalEntry, PendingClose, PendingUpload
-from pollinator.executor.launch import PathMapper, Plan, plan_execute, server_deadline
+from pollinator.executor.launch import PathMapper, Plan, has_run_time, plan_execute, server_deadline
+from pollinator.spec import RESULT_DIR_ENV
 from pollinator.executor.retrying import GaveUp
 from pollinator.executor.log_stream import LogShipper
 from pollinator.executor.strict import Conformance
@@ -139,6 +140,8 @@ class ProcessJob:
         self.assigned_at = time.monotonic() if assigned_at is None else assigned_at
         self.logs = LogShipper(client, self.pid)
         self._init_failed = False
+        self._launcher_version = 0  # of the Pollinator launcher the command runs (0: none)
+        self._started_at = 0.0  # time.time() when the command was started (older exit records are not its own)
         self.outcome = ""
         """"success", "failed", or the abort reason; for the executor's own log and tests."""
 
@@ -256,7 +259,8 @@ class ProcessJob:
         try:
             mounts.stage()
             # a Pollinator launcher carries the job's cmd/args/env: its /cfs paths point here too
-            launcher_mount.localize(plan.command, PathMapper(self.fs_dir, self.process.spec.fs.mount, self.pid))
+            self._launcher_version = launcher_mount.localize(
+                plan.command, PathMapper(self.fs_dir, self.process.spec.fs.mount, self.pid))
         except Exception as exc:  # noqa: BLE001 - any staging failure is the job's failure
             mounts.cleanup()
             if self.abort.reason in (CANCELLED, LOST):
@@ -334,19 +338,32 @@ class ProcessJob:
             mounts.cleanup()
         self._close(entry)
 
+    def launcher_keeps_walltime(self) -> bool:
+        """The job's launcher enforces its run time itself (``$POLLINATOR_WALLTIME``, launcher v2+).
+
+        Then this executor does not time the command too (two clocks would race and report
+        differently): it keeps the spec's walltime (run time plus staging allowance) as the
+        scheduler's limit and the server's deadline as backstops (docs/hpc.md, the deadline rule).
+        """
+        return self._launcher_version >= launcher_mount.WALLTIME_LAUNCHER and has_run_time(self.process.spec)
+
     def _run_plan(self, plan: Plan) -> RunResult:
         """init-cmd once, then the command on every rank, under one walltime deadline."""
-        # walltime is run time, enforced by the backend from the command's start; the server's deadline
-        # (maxexectime from assignment) is a hard stop a little before it, so this executor closes the
-        # attempt FAILED "walltime exceeded" itself and the server never re-runs it for that
+        # walltime is run time counted from the command's start: by the launcher where it keeps it, else by
+        # the backend. The server's deadline (maxexectime from assignment) is a hard stop a little before
+        # its own, so this executor closes the attempt FAILED itself and the server never re-runs it for that
         deadline = server_deadline(self.process.spec, self.assigned_at)
+        walltime, time_limit = plan.walltime, 0.0
+        if self.launcher_keeps_walltime():
+            walltime, time_limit = 0.0, float(self.process.spec.conditions.walltime or 0)
         fs_root = self.fs_dir.resolve()
         if plan.cwd == fs_root or fs_root in plan.cwd.parents:
             plan.cwd.mkdir(parents=True, exist_ok=True)  # a project dir under /cfs may not exist yet
         # (a PROJECT_DIR elsewhere on the host is used as it is; a missing one fails the start clearly)
         base = LaunchSpec(command=plan.command, cwd=plan.cwd, env=plan.env, ranks=plan.ranks,
-                          ranks_per_node=plan.ranks_per_node, deadline=deadline, walltime=plan.walltime,
-                          process=self.process)
+                          ranks_per_node=plan.ranks_per_node, deadline=deadline, walltime=walltime,
+                          time_limit=time_limit, process=self.process)
+        self._started_at = time.time()
         if plan.init_command:
             init = self.backend.run(replace(base, command=plan.init_command, ranks=1), self.logs.put, self.abort)
             if not init.ok:
@@ -356,7 +373,13 @@ class ProcessJob:
 
     def _errors(self, plan: Plan, result: RunResult) -> list[str]:
         what = "init-cmd" if self._init_failed else "command"
-        if result.timed_out:
+        stopped = (launcher_mount.recorded_reason(plan.env.get(RESULT_DIR_ENV), since=self._started_at)
+                   if self._launcher_version else "")
+        if stopped and not result.timed_out and not result.start_error:
+            # the launcher ended the job itself ("walltime exceeded (60 s)"): that is the news, not its exit code
+            codes = [c for c in result.exit_codes if c]
+            head = f"{stopped}: the job's launcher stopped it" + (f" (exit code {codes[0]})" if codes else "")
+        elif result.timed_out:
             head = (f"walltime exceeded: the job was killed after its walltime of {plan.walltime:g} s of run time"
                     if plan.walltime > 0 and not result.reason else "walltime exceeded")
         elif result.start_error:

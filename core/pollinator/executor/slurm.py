@@ -15,10 +15,14 @@ process stay in ``process_job``):
 5. map the final Slurm state to a RunResult with a reason that names the job
    ("Slurm job 12 TIMEOUT after walltime 00:01:00").
 
-Walltime is run time: ``--time`` is the job's walltime rounded up to whole
-minutes (Slurm's unit; time spent PENDING does not count), and the backend
-itself ``scancel``s the job once it has been RUNNING for its walltime in
-seconds, so walltime N gives N seconds, not up to a minute more. The
+Walltime is run time. A job whose Pollinator launcher keeps it
+(``env.POLLINATOR_WALLTIME``, see :mod:`pollinator.launcher`) is timed by the
+launcher alone, to the second; ``--time`` is then the spec's walltime (run
+time plus staging allowance) rounded up to minutes, a backstop as on the
+ColonyOS HPC executor. Otherwise ``--time`` is the job's walltime rounded up
+to whole minutes (Slurm's unit; time spent PENDING does not count), and the
+backend itself ``scancel``s the job once it has been RUNNING for its walltime
+in seconds, so walltime N gives N seconds, not up to a minute more. The
 server's deadline for the attempt (``LaunchSpec.deadline``) is a hard stop:
 a job still PENDING or running then is cancelled and reported "walltime
 exceeded", so the executor closes it itself and the server never re-runs it.
@@ -195,6 +199,8 @@ class SlurmBackend:
         time_limit = ""
         if launch.walltime > 0:
             time_limit = slurm_time(launch.walltime)
+        elif launch.time_limit > 0:  # the launcher keeps the run time; --time is the backstop, as on the HPC executor
+            time_limit = slurm_time(launch.time_limit)
         elif launch.deadline is not None:
             time_limit = slurm_time(max(1.0, launch.deadline - time.monotonic()))
         container = None

@@ -33,6 +33,7 @@ class ExitRecord(BaseModel):
     stage: str = "cmd"  # "cmd", or "init-cmd" when the init-cmd failed and the command never ran
     process_id: str = ""
     rank: str = "0"
+    reason: str = ""  # why the launcher ended the job itself ("walltime exceeded (60 s)"); "" when it ended alone
 
 
 def uses_launcher(spec: Any) -> bool:
@@ -75,9 +76,22 @@ def failure(records: list[ExitRecord], process_id: str) -> Optional[tuple[str, O
         if record.exit_code != 0:
             what = "the init-cmd" if record.stage == "init-cmd" else "the command"
             rank = f" on rank {record.rank}" if record.rank not in ("0", "") else ""
+            if record.reason:
+                return (f"{record.reason}: the launcher stopped {what}{rank} (exit code {record.exit_code}); the "
+                        f"executor closed process {process_id} SUCCESS anyway", record.exit_code)
             return (f"{what} exited with code {record.exit_code}{rank} (exit code {record.exit_code}); the "
                     f"executor closed process {process_id} SUCCESS anyway", record.exit_code)
     return None
+
+
+def reasons(records: list[ExitRecord], process_id: str) -> list[str]:
+    """Why the launcher ended this process's job itself (each reason once, rank 0's first); [] if it did not.
+
+    A FAILED close from an executor that knows nothing of the launcher (the HPC executor's
+    "Slurm job failed") does not say that the walltime ended the job: the record does.
+    """
+    mine = [r for r in records if r.complete and (not r.process_id or r.process_id == process_id)]
+    return list(dict.fromkeys(r.reason for r in mine if r.reason))
 
 
 def exit_code(records: list[ExitRecord], process_id: str) -> Optional[int]:

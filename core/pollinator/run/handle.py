@@ -333,7 +333,9 @@ class ProcessHandle:
             result = result.model_copy(update={"state": "FAILED", "errors": [message, *result.errors],
                                                "exit_code": code})
         elif process.state == ProcessState.FAILED:
-            result = result.model_copy(update={"exit_code": self.recorded_exit_code()})
+            code, why = self.recorded_outcome()
+            why = [reason for reason in why if not any(reason in error for error in result.errors)]
+            result = result.model_copy(update={"exit_code": code, "errors": [*why, *result.errors]})
         if result.ok and self.result_label:
             snapshot_id, pinned_files = self.pin_result()
             result = result.model_copy(update={"result_snapshot_id": snapshot_id,
@@ -380,15 +382,19 @@ class ProcessHandle:
 
     def recorded_exit_code(self) -> Optional[int]:
         """The command's exit code from the launcher's record (None: no launcher, or it did not finish)."""
+        return self.recorded_outcome()[0]
+
+    def recorded_outcome(self) -> tuple[Optional[int], list[str]]:
+        """The exit code and the launcher's own reasons ("walltime exceeded (60 s)") from the exit records."""
         process = self._spec_process()
         if not exit_record.uses_launcher(process.spec) or not self.result_label:
-            return None
+            return None, []
         try:
             records = exit_record.read_records(self.client, self.cfs.store, self.result_label)
         except Exception as exc:  # noqa: BLE001 - the failure itself is what matters; the code is a detail
             log.debug("could not read the exit record of %s: %s", self.process_id, exc)
-            return None
-        return exit_record.exit_code(records, self.process_id)
+            return None, []
+        return exit_record.exit_code(records, self.process_id), exit_record.reasons(records, self.process_id)
 
     # -- follow to the end ---------------------------------------------------------------------
     def watch(self, on_log: Optional[LogHandler] = None, timeout: Optional[float] = None) -> Process:
