@@ -137,14 +137,15 @@ def test_unknown_option_is_usage_error():
 def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
     """`pollinator new -e x && pollinator funcspec` through the installed console script.
 
-    Go's shape (kwargs, deadlines); what Pollinator's `run` adds to it (the client token as label and env,
-    the run id, the result dir, the named executors' type) shows as placeholders, because funcspec is what
-    `run` sends. Every mount is
+    Go's shape (kwargs); Pollinator's deadline rule (walltime as run time plus a staging allowance); what
+    Pollinator's `run` adds to it (the client token as label and env, the run id, the result dir, the named
+    executors' type) shows as placeholders, because funcspec is what `run` sends. Every mount is
     the run's own (docs/runs.md): src and data are snapshots of /pollinator/<p>/runs/<run_id>/{src,data}.
     """
     exe = Path(sys.executable).with_name("pollinator")
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     env["COLONIES_COLONY_NAME"] = "dev"
+    env.pop("POLLINATOR_STAGING_ALLOWANCE", None)
     proc = subprocess.run(f"'{exe}' new -e x && '{exe}' funcspec --snapshot-id SNAP", shell=True, cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -162,7 +163,8 @@ def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
                            "POLLINATOR_RETURN": f"/cfs{run}/result/.pollinator/return.json",
                            "POLLINATOR_LATEST_LABEL": f"/pollinator/{p}/result",
                            "POLLINATOR_RUN_FILES": f"/cfs{run}/files",
-                           "POLLINATOR_LAUNCHER": f"/cfs{run}/files/launch.sh"}
+                           "POLLINATOR_LAUNCHER": f"/cfs{run}/files/launch.sh",
+                           "POLLINATOR_WALLTIME": "600"}  # the scaffold's walltime, as run time (the launcher's)
     assert spec["fs"] == {
         "mount": "/cfs",
         "snapshots": [{"snapshotid": "SNAP", "label": f"{run}/src", "dir": f"{run}/SNAP/src",
@@ -176,7 +178,9 @@ def test_real_subprocess_new_then_funcspec_matches_go(tmp_path: Path):
              "onconflicts": {"onstart": {"keeplocal": False}, "onclose": {"keeplocal": True}}},
         ],
     }
-    assert (spec["maxwaittime"], spec["maxexectime"], spec["maxretries"], spec["priority"]) == (-1, 599, 3, 5)
+    # the deadline rule (docs/hpc.md): walltime 600 s of run time + the default 600 s staging allowance
+    assert (spec["maxwaittime"], spec["maxexectime"], spec["maxretries"], spec["priority"]) == (-1, 1200, 3, 5)
+    assert spec["conditions"]["walltime"] == 1200
     assert spec["conditions"]["executornames"] == ["x"]
     # the type left at its default with executors named: theirs, looked up at submit (run.discovery)
     assert spec["conditions"]["executortype"] == "<executor type>"

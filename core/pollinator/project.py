@@ -1,11 +1,15 @@
 """The ``project.yaml`` model, compatible with the Go ``pollinator`` tool.
 
 A project file written by the Go tool loads here unchanged, and
-:meth:`Project.dump_yaml` writes keys the Go tool reads. Two deliberate
-extensions, both ignored by the Go tool's (non-strict) YAML decoder:
+:meth:`Project.dump_yaml` writes keys the Go tool reads. Deliberate
+extensions, all ignored by the Go tool's (non-strict) YAML decoder:
 
 * ``conditions.executorType`` (default ``container-executor``, the value the
   Go tool hard-codes);
+* ``conditions.stagingAllowance``: seconds (or a duration) for queueing and
+  staging on top of the walltime, which then counts only run time (the
+  deadline rule, docs/hpc.md); absent = ``$POLLINATOR_STAGING_ALLOWANCE`` or
+  600 s, 0 = the Go tool's rule;
 * ``conditions.walltime`` also accepts durations (``"90s"``, ``"30m"``,
   ``"1h30m"``, ``"1d"``) and clock forms (``"MM:SS"``, ``"HH:MM:SS"``,
   ``"D-HH:MM:SS"``, as Slurm writes them) besides Go's integer seconds.
@@ -43,6 +47,7 @@ from pollinator.resources import (  # noqa: F401 - re-exported: the parsers' old
     WALLTIME_ALLOWED,
     Cpu,
     Mem,
+    StagingAllowance,
     Walltime,
     parse_cpu,
     parse_mem,
@@ -170,6 +175,7 @@ class Conditions(_Model):
     cpu: Cpu = ""
     mem: Mem = ""
     walltime: Walltime = 0
+    staging_allowance: Optional[StagingAllowance] = Field(None, alias="stagingAllowance")
     gpu: Annotated[GPU, BeforeValidator(_none_to_empty)] = Field(default_factory=GPU)
 
 
@@ -251,7 +257,7 @@ class Project(_Model):
             rebuild_image=e.rebuild_image, source=e.source, executor_names=c.executor_names,
             executor_type=c.executor_type, nodes=c.nodes, processes_per_node=c.processes_per_node, cpu=c.cpu,
             mem=c.mem, gpu_count=c.gpu.count, gpu_name=c.gpu.name, walltime=c.walltime,
-            src_dir=self.cfs_dir / "src", data_dir=self.cfs_dir / "data", result_dir=self.cfs_dir / "result",
+            staging_allowance=c.staging_allowance, src_dir=self.cfs_dir / "src", data_dir=self.cfs_dir / "data", result_dir=self.cfs_dir / "result",
             inputs=dict(self.inputs))
         if isinstance(overrides.get("inputs"), dict):
             overrides = {**overrides, "inputs": {**self.inputs, **overrides["inputs"]}}
@@ -279,8 +285,10 @@ class Project(_Model):
             "cpu": c.cpu,
             "mem": c.mem,
             "walltime": c.walltime,
-            "gpu": {"count": c.gpu.count, "name": c.gpu.name},
         })
+        if c.staging_allowance is not None:  # our extension, written only when set: Go files round-trip
+            conditions["stagingAllowance"] = c.staging_allowance
+        conditions["gpu"] = {"count": c.gpu.count, "name": c.gpu.name}
         tunnel = None
         if self.tunnel is not None:
             t = self.tunnel

@@ -48,6 +48,9 @@ NO_LIMIT_WALLTIME = 86400
 """Seconds sent for ``walltime: 0`` ("no limit", the Go tool's project default): every executor refuses 0,
 so "no limit" becomes one day (``#SBATCH --time=24:00:00`` on HPC, ``activeDeadlineSeconds`` on Kube).
 A Slurm partition with a shorter MaxTime keeps such a job pending: give a walltime there."""
+DEFAULT_STAGING_ALLOWANCE = 600
+"""Seconds a job may spend between assignment and the start of its command (Slurm queue, snapshot
+downloads, image pulls) without it counting against its walltime; see :func:`resolve`."""
 DEFAULT_MAX_RETRIES = 3
 """How often the server may re-queue a process whose attempt ran past maxexectime; the executors need >= 1."""
 MIN_MILLICORES = 10
@@ -61,6 +64,8 @@ MEM_ALLOWED = ("a memory size like 1000Mi, 2Gi, 512M, 1G, 64Ki or plain bytes li
 WALLTIME_ALLOWED = ("seconds as an integer >= 0 (0 = no limit, sent as one day), a duration like 90s, 30m, "
                     "1h30m, 2d, or a clock time like 30:00, 01:00:00, 1-00:00:00")
 MAX_RETRIES_ALLOWED = "an integer >= 1 (the executors refuse maxretries <= 0)"
+STAGING_ALLOWANCE_ALLOWED = ("seconds as an integer >= 0 or a duration like 10m (time for queueing and staging "
+                             "on top of the walltime; 0 = the Go tool's rule, maxexectime = walltime - 1)")
 
 # -- cpu -------------------------------------------------------------------------------------------
 
@@ -216,6 +221,18 @@ def maxexectime_for(walltime: int) -> int:
     return walltime - 1 if walltime > 1 else walltime
 
 
+def parse_staging_allowance(value: Any) -> int:
+    """Queue/staging allowance in integer seconds (the walltime forms, without "no limit": 0 is "none")."""
+    if value is None:
+        return DEFAULT_STAGING_ALLOWANCE
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"{value!r} is negative: use {STAGING_ALLOWANCE_ALLOWED}")
+    try:
+        return parse_walltime(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a staging allowance: use {STAGING_ALLOWANCE_ALLOWED}") from None
+
+
 # -- retries ---------------------------------------------------------------------------------------
 
 def parse_max_retries(value: Any) -> int:
@@ -239,6 +256,8 @@ Cpu = Annotated[str, BeforeValidator(parse_cpu), Field(description=CPU_ALLOWED)]
 Mem = Annotated[str, BeforeValidator(parse_mem), Field(description=MEM_ALLOWED)]
 Walltime = Annotated[int, BeforeValidator(parse_walltime), Field(description=WALLTIME_ALLOWED)]
 MaxRetries = Annotated[int, BeforeValidator(parse_max_retries), Field(description=MAX_RETRIES_ALLOWED)]
+StagingAllowance = Annotated[int, BeforeValidator(parse_staging_allowance),
+                             Field(description=STAGING_ALLOWANCE_ALLOWED)]
 
 
 # -- everything at once --------------------------------------------------------------------------
@@ -250,8 +269,11 @@ class Resources:
     cpu: str
     mem: str
     walltime: int
+    """``conditions.walltime``: what Slurm (``--time``) and Kubernetes (``activeDeadlineSeconds``) enforce."""
     maxexectime: int
     max_retries: int
+    run_time: int = 0
+    """The job's own run time (``env.POLLINATOR_WALLTIME``, kept by its launcher); 0 = none apart from walltime."""
 
 
 class ResourceError(ValueError):
@@ -262,17 +284,34 @@ class ResourceError(ValueError):
         self.field = field
 
 
-def resolve(*, cpu: Any = "", mem: Any = "", walltime: Any = 0, max_retries: Any = DEFAULT_MAX_RETRIES
-            ) -> Resources:
-    """Normalize and default all resource fields; raises :class:`ResourceError` naming the first bad field."""
+def resolve(*, cpu: Any = "", mem: Any = "", walltime: Any = 0, max_retries: Any = DEFAULT_MAX_RETRIES,
+            staging_allowance: Any = 0) -> Resources:
+    """Normalize and default all resource fields; raises :class:`ResourceError` naming the first bad field.
+
+    The deadline rule (docs/hpc.md): walltime W > 0 with a staging allowance A > 0 is W seconds of run
+    time, kept by the job's launcher from the start of its work (``run_time``), and ``walltime`` =
+    ``maxexectime`` = W + A, which the scheduler and the server (counting from assignment) enforce
+    as backstops, with A for the queue and staging. A = 0 is the Go tool's rule (maxexectime
+    W - 1, counted from assignment). W = 0 ("no limit") is one day, A unused.
+    """
     parsed: dict[str, Any] = {}
     for field, parse, value in (("cpu", parse_cpu, cpu), ("mem", parse_mem, mem),
                                 ("walltime", parse_walltime, walltime),
-                                ("max_retries", parse_max_retries, max_retries)):
+                                ("max_retries", parse_max_retries, max_retries),
+                                ("staging_allowance", parse_staging_allowance, staging_allowance)):
         try:
             parsed[field] = parse(value)
         except ValueError as exc:
             raise ResourceError(field, str(exc)) from None
-    wall = parsed["walltime"] or NO_LIMIT_WALLTIME
-    return Resources(cpu=parsed["cpu"] or DEFAULT_CPU, mem=parsed["mem"] or DEFAULT_MEM, walltime=wall,
-                     maxexectime=maxexectime_for(wall), max_retries=parsed["max_retries"])
+    cpu_, mem_ = parsed["cpu"] or DEFAULT_CPU, parsed["mem"] or DEFAULT_MEM
+    run_time, allowance = parsed["walltime"], parsed["staging_allowance"]
+    if run_time > 0 and allowance > 0:
+        if run_time + allowance > MAX_WALLTIME:
+            raise ResourceError("staging_allowance", f"walltime {run_time} s + staging allowance {allowance} s is "
+                                "too large: the sum must fit in a 32-bit integer of seconds")
+        wall = run_time + allowance
+        return Resources(cpu=cpu_, mem=mem_, walltime=wall, maxexectime=wall, max_retries=parsed["max_retries"],
+                         run_time=run_time)
+    wall = run_time or NO_LIMIT_WALLTIME
+    return Resources(cpu=cpu_, mem=mem_, walltime=wall, maxexectime=maxexectime_for(wall),
+                     max_retries=parsed["max_retries"])

@@ -16,6 +16,13 @@ compatibility contract, pinned by golden tests:
 * ``maxwaittime`` -1, ``maxexectime`` walltime-1, ``maxretries`` 3,
   ``priority`` 5, and the label ``test_label`` the Go tool hard-codes.
 
+Pollinator's own jobs (:mod:`pollinator.run.build`) change one rule, the
+deadlines: with a staging allowance A (default 600 s), walltime W is W
+seconds of run time (``env.POLLINATOR_WALLTIME``, kept by the launcher) and
+``conditions.walltime`` = ``maxexectime`` = W + A, so queueing and staging do
+not eat into W (docs/hpc.md, the deadline rule). :func:`spec_from_project`
+keeps the Go tool's fields.
+
 Where the Go tool sends what the real executors refuse (empty cpu/mem,
 walltime 0 with maxexectime -1), the resource fields go through
 :func:`pollinator.resources.resolve`: millicores, ``Mi``/``Gi``, explicit
@@ -29,7 +36,6 @@ writes them, so :func:`spec_json` output is byte-comparable with Go's
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
@@ -45,6 +51,7 @@ from pollinator.colonies.models import (
     SyncDirMount,
 )
 from pollinator.errors import ProjectError
+from pollinator.launcher import WALLTIME_ENV
 from pollinator.project import DEFAULT_EXECUTOR_TYPE, Project, check_name
 from pollinator.resources import DEFAULT_MAX_RETRIES, ResourceError, resolve
 
@@ -175,6 +182,7 @@ def build_spec(
     max_retries: int = DEFAULT_MAX_RETRIES,
     priority: int = DEFAULT_PRIORITY,
     run: Optional[RunMounts] = None,
+    staging_allowance: Union[int, str] = 0,
 ) -> FunctionSpec:
     """The one spec builder: projects and inline jobs both end here.
 
@@ -183,7 +191,11 @@ def build_spec(
     (an inline job with nothing in ``src``). ``env`` is added to
     ``PROJECT_DIR``, which it may not override. ``walltime`` is seconds (or a
     duration string, see :func:`pollinator.resources.parse_walltime`); 0 means
-    no limit (sent as :data:`pollinator.resources.NO_LIMIT_WALLTIME`). Empty
+    no limit (sent as :data:`pollinator.resources.NO_LIMIT_WALLTIME`).
+    ``staging_allowance`` A > 0 makes walltime W the job's run time
+    (``env.POLLINATOR_WALLTIME`` = W, which the launcher keeps) and sends
+    walltime = maxexectime = W + A (:func:`pollinator.resources.resolve`, the
+    deadline rule); the default 0 sends the Go tool's fields. Empty
     cpu/mem get the documented defaults. Bad values raise :class:`ProjectError`
     naming the field before anything is sent.
 
@@ -197,7 +209,8 @@ def build_spec(
     name = _checked_name(project_name)
     lab = labels(name)
     try:
-        res = resolve(cpu=cpu, mem=mem, walltime=walltime, max_retries=max_retries)
+        res = resolve(cpu=cpu, mem=mem, walltime=walltime, max_retries=max_retries,
+                      staging_allowance=staging_allowance)
     except ResourceError as exc:
         raise ProjectError(str(exc)) from None
     check_sizes(cmd=cmd, init_cmd=init_cmd, args=args, env=env)
@@ -216,7 +229,12 @@ def build_spec(
         env_map.update({RUN_ID_ENV: run.run_id, RESULT_DIR_ENV: f"{CFS_MOUNT}{rl.result}"})
         if run.files_snapshot_id is not None:
             env_map[RUN_FILES_ENV] = f"{CFS_MOUNT}{rl.files}"
+    if res.run_time > 0:
+        env_map[WALLTIME_ENV] = str(res.run_time)
     for key, value in (env or {}).items():
+        if key == WALLTIME_ENV:
+            raise ProjectError(f"env may not set {WALLTIME_ENV}: Pollinator sets it to the job's walltime "
+                               "(give walltime instead)")
         if rl is not None and key in (RUN_ID_ENV, RESULT_DIR_ENV, RUN_FILES_ENV):
             raise ProjectError(f"env may not set {key}: Pollinator sets it to this run's own value")
         if key == "PROJECT_DIR":
@@ -250,7 +268,6 @@ def build_spec(
             *extra_sync_dirs,
         ]
 
-    wall, maxexectime = _with_staging_allowance(res.walltime, res.maxexectime, env_map)
     kwargs = {
         "args": list(args),
         "cmd": cmd,
@@ -265,7 +282,7 @@ def build_spec(
         kwargs=dict(sorted(kwargs.items())),
         priority=priority,
         maxwaittime=MAX_WAIT_TIME,
-        maxexectime=maxexectime,
+        maxexectime=res.maxexectime,
         maxretries=res.max_retries,
         conditions=Conditions(
             colonyname=colony_name,
@@ -277,39 +294,12 @@ def build_spec(
             processespernode=processes_per_node,
             mem=res.mem,
             gpu=GPU(name=gpu_name, count=gpu_count),
-            walltime=wall,
+            walltime=res.walltime,
         ),
         label=label,
         fs=Filesystem(mount=CFS_MOUNT, snapshots=snapshots, dirs=dirs),
         env=dict(sorted(env_map.items())),
     )
-
-
-STAGING_ALLOWANCE_VAR = "POLLINATOR_STAGING_ALLOWANCE"
-
-
-def _with_staging_allowance(walltime: int, maxexectime: int, env_map: dict[str, str]) -> tuple[int, int]:
-    """(conditions.walltime, maxexectime) with the queue/staging allowance of ``$POLLINATOR_STAGING_ALLOWANCE``.
-
-    The server counts maxexectime from assignment, so Slurm queueing and snapshot downloads use it
-    up. With an allowance of A seconds the job keeps its N seconds of run time in
-    ``env.POLLINATOR_WALLTIME`` (what Pollinator's executor enforces) and both walltime and
-    maxexectime become N + A, which the ColonyOS executors' ValidateFuncSpec still accepts
-    (0 < maxexectime <= walltime). Unset or 0 (the default) keeps the Go tool's fields.
-    """
-    raw = os.environ.get(STAGING_ALLOWANCE_VAR, "").strip()
-    if not raw:
-        return walltime, maxexectime
-    try:
-        allowance = int(raw)
-    except ValueError:
-        raise ProjectError(f"{STAGING_ALLOWANCE_VAR}={raw!r} is not a whole number of seconds") from None
-    if allowance < 0:
-        raise ProjectError(f"{STAGING_ALLOWANCE_VAR}={raw!r} is negative: give 0 or more seconds")
-    if allowance == 0:
-        return walltime, maxexectime
-    env_map["POLLINATOR_WALLTIME"] = str(walltime)
-    return walltime + allowance, walltime + allowance
 
 
 def spec_from_project(colony_name: str, project: Project, snapshot_id: str) -> FunctionSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -55,17 +56,62 @@ def test_walltime_exceeded_is_closed_once_and_never_rerun(executor, client):  # 
     assert log_text(client, p.processid).count("started") == 1
 
 
-def test_staging_allowance_goes_into_the_spec_within_the_executors_rule(monkeypatch):
-    monkeypatch.setenv("POLLINATOR_STAGING_ALLOWANCE", "300")
-    s = build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60)
+def test_staging_allowance_goes_into_the_spec_within_the_executors_rule():
+    s = build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60, staging_allowance=300)
     assert (s.conditions.walltime, s.maxexectime, s.env["POLLINATOR_WALLTIME"]) == (360, 360, "60")
     assert Conformance(strict=True).refusal(s) == []  # ValidateFuncSpec: 0 < maxexectime <= walltime
-    monkeypatch.delenv("POLLINATOR_STAGING_ALLOWANCE")
-    s = build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60)
+    s = build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60)  # the Go tool's builder
     assert (s.conditions.walltime, s.maxexectime, "POLLINATOR_WALLTIME" in s.env) == (60, 59, False)
+    s = build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=0, staging_allowance=300)
+    assert (s.conditions.walltime, s.maxexectime, "POLLINATOR_WALLTIME" in s.env) == (86400, 86399, False)
+    with pytest.raises(ProjectError, match="staging_allowance: -1 is negative"):
+        build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60, staging_allowance=-1)
+    with pytest.raises(ProjectError, match="env may not set POLLINATOR_WALLTIME"):
+        build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60, env={"POLLINATOR_WALLTIME": "9"})
+
+
+def _job_spec(**fields):
+    from pollinator.run.build import build_job_spec
+    from pollinator.run.options import JobOptions
+
+    return build_job_spec("c", JobOptions.build(name="p", cmd="true", **fields))
+
+
+def test_a_job_gets_its_walltime_as_run_time_with_a_default_allowance(monkeypatch):
+    """The rule is the default for Pollinator's jobs; the job's own value beats the site's variable."""
+    monkeypatch.delenv("POLLINATOR_STAGING_ALLOWANCE", raising=False)
+    s = _job_spec(walltime=3)
+    assert (s.conditions.walltime, s.maxexectime, s.env["POLLINATOR_WALLTIME"]) == (603, 603, "3")
+    monkeypatch.setenv("POLLINATOR_STAGING_ALLOWANCE", "20m")
+    assert (_job_spec(walltime=3).maxexectime, _job_spec(walltime=3, staging_allowance=30).maxexectime) == (1203, 33)
+    s = _job_spec(walltime=3, staging_allowance=0)  # 0: the Go tool's fields exactly
+    assert (s.conditions.walltime, s.maxexectime, "POLLINATOR_WALLTIME" in s.env) == (3, 2, False)
+    s = _job_spec(walltime=3, launcher=False)  # nothing in such a job keeps its run time on the ColonyOS executors
+    assert (s.conditions.walltime, s.maxexectime, "POLLINATOR_WALLTIME" in s.env) == (3, 2, False)
     monkeypatch.setenv("POLLINATOR_STAGING_ALLOWANCE", "soon")
-    with pytest.raises(ProjectError, match="POLLINATOR_STAGING_ALLOWANCE"):
-        build_spec("c", project_name="p", snapshot_id=None, cmd="true", walltime=60)
+    with pytest.raises(ProjectError, match="POLLINATOR_STAGING_ALLOWANCE: 'soon' is not a staging allowance"):
+        _job_spec(walltime=3)
+    with pytest.raises(ProjectError, match="staging_allowance: .*not a staging allowance"):
+        _job_spec(walltime=3, staging_allowance="soon")
+
+
+def test_project_yaml_stagingallowance_is_read_named_in_errors_and_written_only_when_set(tmp_path, monkeypatch):
+    from pollinator.project import load_project
+
+    monkeypatch.delenv("POLLINATOR_STAGING_ALLOWANCE", raising=False)
+    (tmp_path / "project.yaml").write_text("projectname: p\nconditions:\n  walltime: 60\n  stagingAllowance: 15m\n"
+                                           "environment:\n  cmd: echo\n")
+    project = load_project(tmp_path)
+    assert project.conditions.staging_allowance == 900
+    assert "stagingAllowance: 900" in project.dump_yaml()
+    options = project.job_options()
+    assert options.staging_allowance == 900
+    (tmp_path / "project.yaml").write_text("projectname: p\nconditions:\n  walltime: 60\nenvironment:\n  cmd: echo\n")
+    project = load_project(tmp_path)
+    assert project.conditions.staging_allowance is None and "stagingAllowance" not in project.dump_yaml()
+    (tmp_path / "project.yaml").write_text("projectname: p\nconditions:\n  stagingAllowance: -5\n")
+    with pytest.raises(ProjectError, match="conditions.stagingAllowance"):
+        load_project(tmp_path)
 
 
 def _alive(pid: int) -> bool:
@@ -91,3 +137,118 @@ def test_children_in_new_sessions_end_with_the_job(tmp_path, escape):
     pid = int(pidfile.read_text())
     assert not _alive(pid), "the escaped child outlived its job"
     assert any("outside its process group" in line for line in client.lines)
+
+
+# -- the launcher keeps the run time itself, on every executor family ------------------------------------
+
+def _shells(tmp_path_factory=None) -> list:
+    """/bin/sh (dash on Debian), and busybox's ash with nothing but busybox applets on PATH (a minimal image)."""
+    import shutil
+
+    shells = [pytest.param("/bin/sh", id="sh")]
+    busybox = shutil.which("busybox")
+    shells.append(pytest.param(busybox or "", id="busybox",
+                               marks=pytest.mark.skipif(not busybox, reason="busybox is not installed")))
+    return shells
+
+
+def _run_launcher(tmp_path, shell: str, *, cmd: str, init_cmd: str = "", walltime: int = 2, signal_after=None):
+    import json
+    import os
+    import signal as sig
+    import subprocess
+
+    from pollinator.launcher import Launcher
+
+    script = tmp_path / "launch.sh"
+    script.write_text(Launcher(cmd=cmd, init_cmd=init_cmd).script())
+    result = tmp_path / "result"
+    env = {"POLLINATOR_RESULT_DIR": str(result), "POLLINATOR_WALLTIME": str(walltime), "COLONIES_PROCESS_ID": "p1",
+           "PATH": os.environ["PATH"]}
+    argv = [shell, str(script)]
+    if shell.endswith("busybox"):
+        applets = tmp_path / "bin"
+        applets.mkdir(exist_ok=True)
+        for old in applets.iterdir():
+            old.unlink()
+        for name in subprocess.run([shell, "--list"], capture_output=True, text=True).stdout.split():
+            (applets / name).symlink_to(shell)
+        env["PATH"] = str(applets)
+        argv = [str(applets / "sh"), str(script)]
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if signal_after is not None:
+        wait_file, signum = signal_after
+        deadline = time.monotonic() + 30
+        while not (tmp_path / wait_file).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signum or sig.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    record = json.loads((result / ".pollinator" / "exit.json").read_text())
+    return proc.returncode, out, err, record
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_the_launcher_stops_the_command_and_its_children_after_the_walltime(tmp_path, shell):
+    """W = 2: exit 124, the exit record says why, the command's whole process group is gone."""
+    cmd = "sleep 300 & echo $! > child.pid; echo started; sleep 300; echo never"
+    code, out, err, record = _run_launcher(tmp_path, shell, cmd=cmd, walltime=2)
+    assert code == 124 and "started" in out and "never" not in out
+    assert record == {"exit_code": 124, "complete": True, "stage": "cmd", "process_id": "p1", "rank": "0",
+                      "reason": "walltime exceeded (2 s)"}
+    assert "pollinator: walltime exceeded: the job was stopped in its cmd after 2 s of run time" in err
+    assert not _alive(int((tmp_path / "child.pid").read_text()))
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_the_launcher_counts_the_init_cmd_and_leaves_a_quick_job_alone(tmp_path, shell):
+    code, out, _err, record = _run_launcher(tmp_path, shell, cmd="echo cmd-ran", init_cmd="echo init; sleep 300")
+    assert code == 124 and "init" in out and "cmd-ran" not in out
+    assert (record["stage"], record["reason"]) == ("init-cmd", "walltime exceeded (2 s)")
+    code, out, _err, record = _run_launcher(tmp_path, shell, cmd="echo quick; exit 3", walltime=300)
+    assert code == 3 and out == "quick\n" and (record["exit_code"], record["reason"]) == (3, "")
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_a_signal_to_the_launcher_reaches_the_command(tmp_path, shell):
+    """A cancel (SIGTERM to the launcher, scancel) stops the command's group too, though it has a session of its own."""
+    cmd = "sleep 300 & echo $! > child.pid; sleep 300"
+    code, _out, _err, record = _run_launcher(tmp_path, shell, cmd=cmd, walltime=300, signal_after=("child.pid", None))
+    assert code == 143 and (record["exit_code"], record["reason"]) == (143, "")
+    assert not _alive(int((tmp_path / "child.pid").read_text()))
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_a_signal_to_the_whole_job_is_no_walltime(tmp_path, shell):
+    """scancel and srun --kill-on-bad-exit signal every process of the job, the watchdog's sleep included:
+    a sleep cut short must not read as the walltime running out."""
+    import signal as sig
+    import subprocess
+
+    cmd = "echo $$ > cmd.pid; sleep 300"
+    script = tmp_path / "launch.sh"
+    from pollinator.launcher import Launcher
+
+    script.write_text(Launcher(cmd=cmd).script())
+    env = {"POLLINATOR_RESULT_DIR": str(tmp_path / "result"), "POLLINATOR_WALLTIME": "300", "PATH": os.environ["PATH"]}
+    argv = [shell, "sh", str(script)] if shell.endswith("busybox") else [shell, str(script)]
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "cmd.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watchdog_sleeps = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep 300"]
+    for pid in watchdog_sleeps:  # every `sleep 300` of this test: the command's and the watchdog's
+        if os.getsid(int(pid)) == proc.pid:
+            os.kill(int(pid), sig.SIGTERM)  # the watchdog's (the command's sleep is in a session of its own)
+    time.sleep(0.5)
+    os.killpg(proc.pid, sig.SIGTERM)
+    assert proc.wait(30) == 143
+    record = (tmp_path / "result" / ".pollinator" / "exit.json").read_text()
+    assert '"reason": ""' in record and "walltime" not in record
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

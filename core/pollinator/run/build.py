@@ -15,6 +15,7 @@ see :mod:`pollinator.run.layout`), so concurrent runs of one job never mix.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from pollinator.colonies.models import FunctionSpec, SnapshotMount
 from pollinator.errors import ProjectError
 from pollinator.launcher import LAUNCHER_FILE, Launcher, spec_env
 from pollinator.pins import parse_input
+from pollinator.resources import DEFAULT_STAGING_ALLOWANCE, parse_staging_allowance
 from pollinator.run import returns
 from pollinator.run.discovery import type_from_names
 from pollinator.run.exit_record import LAUNCHER_ENV
@@ -178,7 +180,30 @@ def build_job_spec(colony_name: str, options: JobOptions, ctx: Optional[RunConte
         nodes=o.nodes, processes_per_node=o.processes_per_node, cpu=o.cpu, mem=o.mem, gpu_count=o.gpu_count,
         gpu_name=o.gpu_name, walltime=o.walltime, init_cmd=init_cmd, rebuild_image=o.rebuild_image,
         extra_snapshot_mounts=mounts, max_retries=o.max_retries, priority=o.priority, label=ctx.label,
-        run=mounts_of_run)
+        run=mounts_of_run, staging_allowance=staging_allowance(o))
+
+
+STAGING_ALLOWANCE_VAR = "POLLINATOR_STAGING_ALLOWANCE"
+
+
+def staging_allowance(options: JobOptions) -> int:
+    """The job's queue/staging allowance in seconds: its own ``staging_allowance``, else
+    ``$POLLINATOR_STAGING_ALLOWANCE`` (a site's default), else :data:`~pollinator.resources.DEFAULT_STAGING_ALLOWANCE`.
+
+    A job run without the launcher (``launcher=False``) has nothing in it that keeps its run time on the
+    ColonyOS executors, so unless it names an allowance itself it gets the Go tool's rule (0).
+    """
+    if options.staging_allowance is not None:
+        return options.staging_allowance
+    if not options.launcher:
+        return 0
+    raw = os.environ.get(STAGING_ALLOWANCE_VAR, "").strip()
+    if not raw:
+        return DEFAULT_STAGING_ALLOWANCE
+    try:
+        return parse_staging_allowance(raw)
+    except ValueError as exc:
+        raise ProjectError(f"{STAGING_ALLOWANCE_VAR}: {exc}") from None
 
 
 def fill(preview: FunctionSpec, ctx: RunContext, inputs: Mapping[str, str] = {}) -> FunctionSpec:

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pollinator.errors import ProjectError
 from pollinator.project import check_inputs
-from pollinator.resources import DEFAULT_MAX_RETRIES, DEFAULT_WALLTIME, Cpu, MaxRetries, Mem, Walltime
+from pollinator.resources import (DEFAULT_MAX_RETRIES, DEFAULT_WALLTIME, Cpu, MaxRetries, Mem, StagingAllowance,
+                                  Walltime)
 
 class JobOptions(BaseModel):
     """Every knob of one ColonyOS job. Field names are what adapters expose as arguments."""
@@ -37,6 +38,10 @@ class JobOptions(BaseModel):
     walltime: Walltime = Field(DEFAULT_WALLTIME,
                                description="seconds (or '2h', '30m', 'HH:MM:SS'); 0 = no limit (sent as one day)")
     max_retries: MaxRetries = DEFAULT_MAX_RETRIES
+    staging_allowance: Optional[StagingAllowance] = Field(
+        None, description="seconds (or '10m') the job may spend queued and staging on top of its walltime, which "
+                          "then counts only its run time; None = $POLLINATOR_STAGING_ALLOWANCE or 600; 0 = the Go "
+                          "tool's rule (maxexectime = walltime - 1 from assignment); docs/hpc.md")
     priority: int = 5
     inputs: dict[str, str] = Field(default_factory=dict, description="name -> ColonyFS label mounted read-only")
     src_dir: Optional[Path] = None
