@@ -8,6 +8,8 @@ counters the tests record (tests/reliability/rel_tally.py) and prints:
 faults injected and survived, bad inputs tried and refused, files lost
 (must be 0), secrets leaked (must be 0), job results lost and runs beyond
 what the server asked (both must be 0; tests/executor/test_exactly_once.py),
+the walltime scenarios (tests/executor/test_walltime_e2e.py: a job past its
+walltime ends FAILED in one run; slow staging does not use the walltime up),
 log lines lost (must be 0), plus the load figures (duration,
 peak RSS of the client, server, S3 and executors). Exits non-zero if any
 test failed, a file was lost or a secret leaked.
@@ -25,8 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-JOB_END_TESTS = ("test_exactly_once.py",)
-"""The executor's job endings under S3/Colonies outages (issue 16); they count results and runs too."""
+JOB_END_TESTS = ("test_exactly_once.py", "test_walltime_e2e.py")
+"""The executor's job endings under S3/Colonies outages and past their walltime (issue 16); they count
+results and runs too."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         ("results lost (must be 0)", c.get("results_lost", 0)),
         ("processes checked for runs per attempt", c.get("processes_checked", 0)),
         ("runs beyond what the server asked (must be 0)", c.get("extra_runs", 0)),
+        ("walltime scenarios (past walltime, slow staging)", c.get("walltime_scenarios", 0)),
+        ("jobs past their walltime ended FAILED in one run", c.get("walltime_ended_once", 0)),
         ("log lines checked", c["log_lines_checked"]),
         ("log lines lost (must be 0)", c["log_lines_lost"]),
         ("secret scans (texts and files)", c["secret_scans"]),

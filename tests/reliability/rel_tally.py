@@ -16,7 +16,8 @@ from pathlib import Path
 REPORT_ENV = "POLLINATOR_RELIABILITY_REPORT"
 KEYS = ("faults_injected", "faults_survived", "bad_inputs_tried", "bad_inputs_refused", "files_checked",
         "files_lost", "secret_scans", "secrets_leaked", "jobs_run", "log_lines_checked", "log_lines_lost",
-        "results_checked", "results_lost", "processes_checked", "extra_runs")
+        "results_checked", "results_lost", "processes_checked", "extra_runs", "walltime_scenarios",
+        "walltime_ended_once")
 
 _lock = threading.Lock()
 _counts: Counter[str] = Counter({k: 0 for k in KEYS})

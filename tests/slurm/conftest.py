@@ -18,8 +18,7 @@ def slurm_colony(tmp_path_factory):
         pytest.skip("the local Slurm cluster runs its daemons as root; these tests need root")
     from pollinator.dev.colony import LocalColony
 
-    # lenient: test_walltime_exceeded_is_slurm_timeout sends maxexectime -1 so that Slurm's own time limit
-    # ends the job, a spec the ColonyOS executors (and strict mode) refuse
+    # lenient, as the local colony's dev executors are by default
     colony = LocalColony(tmp_path_factory.mktemp("slurm-colony"), max_jobs=4, slurm=True, strict=False)
     colony.start()
     try:
