@@ -94,7 +94,9 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
     :param cpu: CPU request: cores (``4``, ``"2.5"``) or millicores (``"4000m"``); sent as millicores.
     :param mem: memory request, e.g. ``"8Gi"``, ``"512M"``; sent as ``Mi``/``Gi``.
     :param gpu_count: number of GPUs (``gpu=`` is its deprecated old name). :param gpu_name: GPU model.
-    :param walltime: seconds (or ``"2h"``, ``"HH:MM:SS"``) the job may run.
+    :param walltime: seconds (or ``"2h"``, ``"HH:MM:SS"``) the job may run (run time: queueing and staging
+        do not count). :param staging_allowance: seconds the job may spend queued and staging on top of
+        ``walltime`` (default ``$POLLINATOR_STAGING_ALLOWANCE`` or 600; 0 = the Go tool's deadlines; docs/hpc.md).
     :param max_retries: how often the Colonies server re-queues a failed attempt (not Airflow's ``retries``,
         which re-run the task). :param priority: the process's priority in the colony's queue.
     :param inputs: ``{name: value}`` of earlier results mounted into this job: a label (its latest files,
@@ -155,6 +157,7 @@ class PollinatorOperator(ResumableJobMixin, BaseOperator):
         gpu_name: Optional[str] = None,
         walltime: Union[int, str, None] = None,
         max_retries: Optional[int] = None,
+        staging_allowance: Union[int, str, None] = None,
         priority: Optional[int] = None,
         inputs: Optional[Mapping[str, Union[str, "Asset"]]] = None,
         src_dir: Optional[str] = None,

@@ -283,6 +283,7 @@ def pollinator_task(
     data_dir: Optional[PathLike] = None,
     result_dir: Optional[PathLike] = None,
     max_retries: Optional[int] = None,
+    staging_allowance: Union[int, str, None] = None,
     priority: Optional[int] = None,
     rebuild_image: Optional[bool] = None,
     source: Optional[str] = None,

@@ -59,7 +59,7 @@ def test_the_operator_takes_every_core_option_by_the_core_name():
     given = dict(name="train-job", cmd="python3 train.py", args=["--epochs", "2"], image="python:3.12",
                  env={"A": "1"}, init_cmd="pip install x", rebuild_image=True, source="train.py",
                  executor_names=["dev-hpc"], executor_type="hpc-executor", nodes=2, processes_per_node=4, cpu="2",
-                 mem="4Gi", gpu_count=1, gpu_name="a100", walltime="1h", max_retries=2, priority=7,
+                 mem="4Gi", gpu_count=1, gpu_name="a100", walltime="1h", max_retries=2, staging_allowance=120, priority=7,
                  inputs={"prep": "/pollinator/prep/result"}, src_dir="/tmp/src", data_dir="/tmp/data",
                  result_dir="/tmp/result", result_label="/pollinator/train-job/latest", launcher=False)
     assert set(given) == set(OPTION_NAMES)  # this test names them all: a new core option fails it until added

@@ -301,7 +301,7 @@ def test_the_task_takes_every_core_option_by_the_core_name(script, tmp_path):
 
     given = dict(image="python:3.12", env={"A": "1"}, init_cmd="true", rebuild_image=True, source="run.py",
                  executor_names=["dev-hpc"], executor_type="hpc-executor", nodes=2, processes_per_node=4, cpu="2",
-                 mem="4Gi", gpu_count=1, gpu_name="a100", walltime="1h", max_retries=2, priority=7,
+                 mem="4Gi", gpu_count=1, gpu_name="a100", walltime="1h", max_retries=2, staging_allowance=120, priority=7,
                  inputs={"prep": "/pollinator/prep/result"}, src_dir=tmp_path / "src", data_dir=tmp_path / "data",
                  result_dir=tmp_path / "result", result_label="/pollinator/everything/latest", launcher=False)
     assert set(given) | {"name", "cmd", "args"} == set(OPTION_NAMES)  # a new core option fails this until added
