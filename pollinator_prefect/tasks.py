@@ -340,15 +340,15 @@ def pollinator_task(
     task_options["retry_condition_fn"] = _no_retry_for_usage_errors(task_options.get("retry_condition_fn"))
 
     def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
-        source, source_error = None, ""
+        captured, source_error = None, ""  # (not the ``source`` option: the function's own source)
         if kind == "function":
             try:
-                source = capture(func, ship)
+                captured = capture(func, ship)
             except ProjectError as exc:  # raised when the task runs: importing the flow module must not fail
                 source_error = str(exc)
         remote = _Remote(func=func, kind=kind, job_name=job_name or func.__name__.replace("_", "-"),
                          options=options, project_dir=Path(project_dir) if project_dir is not None else None,
-                         credentials=credentials, source=source, source_error=source_error, assets=list(assets))
+                         credentials=credentials, source=captured, source_error=source_error, assets=list(assets))
         body = _async_body(remote) if inspect.iscoroutinefunction(func) else _sync_body(remote)
         return assets_module.make_task(body, list(assets), task_options)
 
