@@ -252,3 +252,16 @@ def _cmdline(pid: str) -> str:
             return f.read().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
+
+
+def test_the_exit_records_reason_is_what_the_client_reports():
+    from pollinator.run.exit_record import ExitRecord, failure, reasons
+
+    over = ExitRecord(exit_code=124, complete=True, process_id="p", reason="walltime exceeded (3 s)")
+    message, code = failure([over], "p")
+    assert code == 124 and message.startswith("walltime exceeded (3 s): the launcher stopped the command")
+    rank1 = over.model_copy(update={"rank": "1"})
+    assert reasons([over, rank1, ExitRecord(exit_code=0, complete=True, process_id="p")], "p") == \
+        ["walltime exceeded (3 s)"]
+    assert reasons([over.model_copy(update={"process_id": "other"})], "p") == []  # another process's record
+    assert ExitRecord.model_validate({"exit_code": 0, "complete": True}).reason == ""  # a v1 launcher's record

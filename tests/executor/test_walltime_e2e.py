@@ -157,3 +157,50 @@ def test_with_the_go_rule_the_same_staging_eats_the_walltime(colony, client, exe
     # the server's deadline ends it (the executor's own close, or the server's re-queue and then its FAILED)
     assert any("server's deadline" in e or "Maximum execution time limit exceeded" in e
                for e in info.value.errors), info.value.errors
+
+
+def test_a_dead_executor_is_still_caught_by_the_servers_requeue(colony, client, proxies, tmp_path):
+    """The rule keeps what maxexectime is for: an executor takes the process and dies (no log, no close);
+    W + A after the assignment the server re-queues it and a live executor runs it, once."""
+    with colony.settings.client() as c:
+        silent = c.with_key(register_executor(c.with_key(colony.colony_key), executor_type=TYPE,
+                                              name=f"pytest-dead-{uuid.uuid4().hex[:6]}"))
+        live_key = register_executor(c.with_key(colony.colony_key), executor_type=TYPE,
+                                     name=f"pytest-live-{uuid.uuid4().hex[:6]}")
+    lines: list[str] = []
+    cmd = f"echo run >> {tmp_path}/runs; echo done"
+    live = None
+    try:
+        with _job(colony, tmp_path, cmd, walltime=2, staging_allowance=4, max_retries=2) as job:
+            pid = job.submit()
+            assert silent.assign(timeout=10).processid == pid  # and then it is gone
+            live = _Running(colony, proxies, tmp_path / "fs", live_key)
+            result = job.run(on_log=lambda line: lines.append(str(getattr(line, "message", line))), timeout=120)
+    finally:
+        silent.close()
+        if live is not None:
+            live.stop()
+    assert result.ok
+    process = client.get_process(pid)
+    assert process.retries == 1 and (tmp_path / "runs").read_text() == "run\n"
+    assert any("did not end within maxexectime (6 s from assignment" in line for line in lines), lines
+    tally("walltime_scenarios")
+    tally("processes_checked")
+
+
+def test_behind_a_kube_like_success_the_client_reports_walltime_exceeded(settings, kube_mimic, tmp_path):
+    """On an executor that closes SUCCESS whatever the exit code and times nothing itself (the ColonyOS Kube
+    executor, here the session colony's kube-mimic), the launcher still stops the job after its walltime and
+    the client reports FAILED with the reason from the exit record."""
+    cmd = f"echo run >> {tmp_path}/runs; echo started; sleep 120"
+    with Job.inline(settings, name="wall-kube-" + os.urandom(4).hex(), cmd=cmd, executor_names=[kube_mimic],
+                    walltime=3, result_dir=tmp_path / "result") as job:
+        with pytest.raises(JobFailed) as info:
+            job.run(timeout=120)
+    assert info.value.state == "FAILED" and info.value.exit_code == 124
+    assert info.value.errors[0].startswith("walltime exceeded (3 s): the launcher stopped the command (exit code "
+                                           "124); the executor closed process"), info.value.errors
+    with settings.client() as client:
+        process = client.get_process(info.value.process_id)
+    assert process.state == ProcessState.SUCCESS and process.retries == 0  # what the executor said, once
+    assert (tmp_path / "runs").read_text() == "run\n"
