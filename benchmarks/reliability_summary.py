@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ("results lost (must be 0)", c.get("results_lost", 0)),
         ("processes checked for runs per attempt", c.get("processes_checked", 0)),
         ("runs beyond what the server asked (must be 0)", c.get("extra_runs", 0)),
-        ("walltime scenarios (past walltime, slow staging)", c.get("walltime_scenarios", 0)),
+        ("walltime scenarios (past it, slow staging, dead executor)", c.get("walltime_scenarios", 0)),
         ("jobs past their walltime ended FAILED in one run", c.get("walltime_ended_once", 0)),
         ("log lines checked", c["log_lines_checked"]),
         ("log lines lost (must be 0)", c["log_lines_lost"]),

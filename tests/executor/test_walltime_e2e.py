@@ -204,3 +204,6 @@ def test_behind_a_kube_like_success_the_client_reports_walltime_exceeded(setting
         process = client.get_process(info.value.process_id)
     assert process.state == ProcessState.SUCCESS and process.retries == 0  # what the executor said, once
     assert (tmp_path / "runs").read_text() == "run\n"
+    tally("walltime_scenarios")
+    tally("walltime_ended_once")
+    tally("processes_checked")
