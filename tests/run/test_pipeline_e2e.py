@@ -217,13 +217,18 @@ def test_ctrl_c_while_following_cancels_the_remote_process(tmp_path, colony_env,
     (proj / "cfs" / "src" / "main.py").write_text("import time\nprint('working', flush=True)\ntime.sleep(60)\n")
     (proj / "project.yaml").write_text((proj / "project.yaml").read_text().replace("pip3 install numpy", ""))
     proc = subprocess.Popen([PY, "-m", "pollinator.cli", "run", "--follow"], cwd=proj,
-                            env={**os.environ, **colony_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **colony_env, "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     for line in proc.stdout:
         if "working" in line:
             break
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to stderr
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"the CLI did not end within 60 s of Ctrl-C:\n{err}") from None
     assert proc.returncode == 130, err
     pid = next(word for word in err.split() if len(word) == 64)
     assert client.get_process(pid).state == ProcessState.CANCELLED
