@@ -58,7 +58,7 @@ def register_all(cfs: CFS, items: list[tuple[str, RemoteFile]]) -> list[RemoteFi
         cfs.register(label, f.name, f.size, f.checksum, f.s3_object)
         return RemoteFile(label=label, name=f.name, size=f.size, checksum=f.checksum, s3_object=f.s3_object)
 
-    return cfs._map(one, items)
+    return cfs.pool.map(one, items)
 
 
 def put_files(cfs: CFS, label: str, files: Mapping[str, bytes]) -> list[RemoteFile]:
@@ -71,7 +71,7 @@ def put_files(cfs: CFS, label: str, files: Mapping[str, bytes]) -> list[RemoteFi
 
     for name in files:
         check_name(name, label=label)
-    return cfs._map(one, sorted(files.items()))
+    return cfs.pool.map(one, sorted(files.items()))
 
 
 def publish(cfs: CFS, run_label: str, latest_label: str, skip: Callable[[str], bool] = lambda _rel: False

@@ -104,6 +104,19 @@ class SyncPlan(BaseModel):
     def total_bytes(self) -> int:
         return self.upload_bytes + self.download_bytes
 
+    def remote_paths(self) -> list[str]:
+        """Every server file the plan knows of, as ``rel_dir/name`` (sorted).
+
+        For a pull plan (:meth:`pollinator.cfs.CFS.plan_pull`) that is the whole
+        label, whether or not a file has to move: the names and the download
+        come from one listing.
+        """
+        out: list[str] = []
+        for lp in self.labels:
+            files = lp.download + lp.same + ([] if self.keep_local else lp.conflicts)
+            out.extend(f"{lp.rel_dir}/{f.name}" if lp.rel_dir else f.name for f in files)
+        return sorted(out)
+
     def summary(self) -> str:
         rule = "keep local" if self.keep_local else "keep remote"
         return (f"{self.label} <-> {self.local_dir}: upload {self.upload_count} file(s) ({self.upload_bytes} B), "

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Optional
 from pollinator.config import S3Settings
 
 if TYPE_CHECKING:  # sigv4 pulls in botocore's signer: loaded with the first transfer, not at import
+    from pollinator.cfs.cancel import CancelToken
     from pollinator.cfs.sigv4 import LeanS3, Readable
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,12 @@ class S3Store:
             self.lean.create_bucket()
 
     # -- upload ------------------------------------------------------------------
-    def put_small(self, key: str, data: bytes) -> None:
-        """One signed PUT (retried inside :class:`LeanS3`)."""
-        self.lean.put(key, data)
+    def put_small(self, key: str, data: bytes, cancel: Optional["CancelToken"] = None) -> None:
+        """One signed PUT (retried inside :class:`LeanS3`; a cancel cuts the retries' backoff short)."""
+        self.lean.put(key, data, cancel=cancel)
 
     def upload_large(self, key: str, fileobj: "Readable", on_bytes: Optional[ByteCallback] = None,
-                     size: int = 0) -> None:
+                     size: int = 0, cancel: Optional["CancelToken"] = None) -> None:
         """A multipart upload, up to ``PARTS_IN_FLIGHT`` parts at once; parts grow past the chunk size for huge files.
 
         More parts in flight buy nothing on a loopback or LAN endpoint (the
@@ -175,12 +176,12 @@ class S3Store:
         part_size = max(self.multipart_chunksize, -(-size // MAX_PARTS))
         in_flight = max(2, min(PARTS_IN_FLIGHT, self.workers))
         self.lean.upload_multipart(key, fileobj, part_size=part_size, workers=in_flight,
-                                   on_bytes=on_bytes)
+                                   on_bytes=on_bytes, cancel=cancel)
 
     # -- download ----------------------------------------------------------------
-    def get_small(self, key: str, size: Optional[int] = None) -> bytes:
+    def get_small(self, key: str, size: Optional[int] = None, cancel: Optional["CancelToken"] = None) -> bytes:
         """The whole object in one signed GET, retrying 5xx and bodies that break off mid-stream."""
-        return self.lean.get(key, size)
+        return self.lean.get(key, size, cancel=cancel)
 
     def download_large(self, key: str, fileobj: BinaryIO, on_bytes: Optional[ByteCallback] = None) -> None:
         self.client.download_fileobj(self.bucket, key, fileobj, Config=self.transfer_config, Callback=on_bytes)

@@ -43,12 +43,15 @@ import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from email.message import Message
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 from urllib.parse import quote
 from xml.etree import ElementTree
 
 from pollinator.config import S3Settings
 from pollinator.http_pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from pollinator.cfs.cancel import CancelToken
 
 class Readable(Protocol):
     """What an upload reads from: a file, or a wrapper hashing what passes (cfs.hashing.HashingReader)."""
@@ -181,10 +184,12 @@ class LeanS3:
 
     def request(self, method: str, key: str = "", *, body: Optional[bytes] = None, query: str = "",
                 headers: Optional[dict[str, str]] = None, sign_body: bool = True,
-                expect_len: Optional[int] = None, ok: tuple[int, ...] = ()) -> tuple[int, bytes, Message]:
+                expect_len: Optional[int] = None, ok: tuple[int, ...] = (),
+                cancel: Optional["CancelToken"] = None) -> tuple[int, bytes, Message]:
         """One signed request, retried; returns (status, body, headers: ``get`` ignores case) of a 2xx answer.
 
-        ``ok`` lists further statuses returned rather than raised (e.g. 404 for a HEAD).
+        ``ok`` lists further statuses returned rather than raised (e.g. 404 for a HEAD). ``cancel``
+        ends a retry's backoff early (raising its ``SyncCancelled``).
         """
         path = self._path(key)
         target = path + (f"?{query}" if query else "")
@@ -207,15 +212,18 @@ class LeanS3:
             delay = min(3.0, 0.1 * (2**attempt)) * (0.5 + random.random() / 2)
             log.debug("retrying %s %s in %.2fs after %s", method, key or self.bucket, delay,
                       type(failure).__name__)
-            time.sleep(delay)
+            if cancel is not None:
+                cancel.sleep(delay)
+            else:
+                time.sleep(delay)
             attempt += 1
 
     # -- objects -------------------------------------------------------------------------
-    def put(self, key: str, data: bytes) -> None:
-        self.request("PUT", key, body=data, headers={"Content-Type": "application/octet-stream"})
+    def put(self, key: str, data: bytes, cancel: Optional["CancelToken"] = None) -> None:
+        self.request("PUT", key, body=data, headers={"Content-Type": "application/octet-stream"}, cancel=cancel)
 
-    def get(self, key: str, size: Optional[int] = None) -> bytes:
-        return self.request("GET", key, expect_len=size)[1]
+    def get(self, key: str, size: Optional[int] = None, cancel: Optional["CancelToken"] = None) -> bytes:
+        return self.request("GET", key, expect_len=size, cancel=cancel)[1]
 
     def delete(self, key: str) -> None:
         self.request("DELETE", key, ok=(404,))
@@ -238,13 +246,15 @@ class LeanS3:
 
     # -- multipart upload ----------------------------------------------------------------
     def upload_multipart(self, key: str, reader: "Readable", *, part_size: int, workers: int,
-                         on_bytes: Optional[Callable[[int], None]] = None) -> None:
+                         on_bytes: Optional[Callable[[int], None]] = None,
+                         cancel: Optional["CancelToken"] = None) -> None:
         """Read ``reader`` in order, ``part_size`` at a time, and send up to ``workers`` parts at once.
 
         Parts are read sequentially by the calling thread (so a hashing reader
         sees every byte once, in order) and uploaded on a small pool; at most
-        ``workers`` parts are held in memory. Any failure aborts the upload
-        (so no orphaned parts are billed) and is raised.
+        ``workers`` parts are held in memory. Any failure, and a ``cancel``
+        (checked before each part), aborts the upload (so no orphaned parts
+        are billed) and is raised.
         """
         checksums = self.multipart_checksums
         upload_id = self._create_multipart(key, checksums)
@@ -258,6 +268,8 @@ class LeanS3:
                 inflight: set[Future] = set()
                 number = 0
                 while True:
+                    if cancel is not None:
+                        cancel.check()
                     data = reader.read(part_size)
                     if not data and number > 0:
                         break
@@ -265,7 +277,8 @@ class LeanS3:
                     if number > MAX_PARTS:
                         raise S3RequestError(400, "EntityTooLarge", f"more than {MAX_PARTS} parts of {part_size} bytes")
                     last = len(data) < part_size
-                    inflight.add(pool.submit(self._put_part, key, upload_id, number, data, checksums, on_bytes))
+                    inflight.add(pool.submit(self._put_part, key, upload_id, number, data, checksums, on_bytes,
+                                             cancel))
                     del data  # held by the part's task only
                     while len(inflight) >= workers:
                         finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
@@ -301,13 +314,15 @@ class LeanS3:
         return upload_id
 
     def _put_part(self, key: str, upload_id: str, number: int, data: bytes, checksums: bool,
-                  on_bytes: Optional[Callable[[int], None]]) -> tuple[int, str, str]:
+                  on_bytes: Optional[Callable[[int], None]],
+                  cancel: Optional["CancelToken"] = None) -> tuple[int, str, str]:
         headers = {}
         crc = ""
         if checksums:
             crc = headers["x-amz-checksum-crc32"] = crc32_b64(data)
         _, _, answer = self.request("PUT", key, body=data, headers=headers, sign_body=False,
-                                    query=f"partNumber={number}&uploadId={quote(upload_id, safe='')}")
+                                    query=f"partNumber={number}&uploadId={quote(upload_id, safe='')}",
+                                    cancel=cancel)
         if on_bytes is not None:
             on_bytes(len(data))
         return number, answer.get("etag", ""), crc

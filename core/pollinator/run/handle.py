@@ -281,12 +281,12 @@ class ProcessHandle:
             return []
         if target is None:  # names only: no S3 needed
             return self._label_files(label)
-        # one listing serves both the names and the download plan; the run's own files stay out of both
-        remote = {rel: files for rel, files in self.cfs.remote_tree(label).items() if not _is_internal(rel)}
-        names = sorted(f"{rel}/{name}" if rel else name for rel, files in remote.items() for name in files)
+        # the pull plan names every result file: one listing serves both; the run's own files stay out of both
+        plan = self.cfs.plan_pull(label, target, exclude=_is_internal)
+        names = plan.remote_paths()
         if names:
             target.mkdir(parents=True, exist_ok=True)
-            self.cfs.apply(self.cfs.plan_pull(label, target, remote))
+            self.cfs.apply(plan)
         return names
 
     def _label_files(self, label: str) -> list[str]:
