@@ -17,6 +17,11 @@ measures, for two sizes (default: 1,000 x 1 KiB + 200 MB, and 10,000 x 1 KiB
   it) against boto3's ``upload_file`` and the Go CLI, and download (pull)
   against ``download_file``.
 
+With each first sync the CPU the two servers spent on it is printed too: on
+loopback the moto server (one Python process, each request on its own
+connection and thread) is the bottleneck for small files, for both clients
+alike, so the wall ratio cannot fall much below the ratio of the servers' CPU.
+
 ``pollinator sync`` as a whole process (Python start-up included) is printed
 beside them for reference. Runs are alternated (ours, baselines, ours, ...)
 and medians reported; the load average is printed with each size, as the
@@ -46,6 +51,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import httpx
+import psutil
 from pydantic import SecretStr
 
 from pollinator.cfs import CFS
@@ -96,6 +102,7 @@ class Rig:
             stdout=logs, stderr=subprocess.STDOUT))
         wait_http(f"http://127.0.0.1:{colonies_port}/health", self.procs[-1], "the dev Colonies server")
         self.port = colonies_port
+        SERVERS[:] = [psutil.Process(p.pid) for p in self.procs]
         with ColoniesClient("127.0.0.1", colonies_port, server_key, "dev") as server:
             server.add_colony(Colony(colonyid=crypto.id_from_private_key(colony_key), name="dev"))
             with server.with_key(colony_key) as owner:
@@ -156,6 +163,7 @@ def make_files(root: Path, n: int, size: int, big: int, big_name: str = "big.bin
 class Sample:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    servers: list[tuple[float, float]] = field(default_factory=list)  # (moto, Colonies) CPU seconds
 
     @property
     def w(self) -> float:
@@ -164,6 +172,28 @@ class Sample:
     @property
     def c(self) -> float:
         return statistics.median(self.cpu)
+
+    def servers_text(self) -> str:
+        if not self.servers:
+            return ""
+        moto = statistics.median(m for m, _ in self.servers)
+        colonies = statistics.median(c for _, c in self.servers)
+        return f"servers cpu: moto {moto:6.2f} s, Colonies {colonies:5.2f} s"
+
+
+SERVERS: list[psutil.Process] = []  # moto, then the dev Colonies server (set by Rig)
+
+
+def _servers_cpu() -> tuple[float, float]:
+    if len(SERVERS) < 2:
+        return (0.0, 0.0)
+    moto, colonies = (p.cpu_times() for p in SERVERS[:2])
+    return (moto.user + moto.system, colonies.user + colonies.system)
+
+
+def _servers_delta(sample: Sample, before: tuple[float, float]) -> None:
+    after = _servers_cpu()
+    sample.servers.append((after[0] - before[0], after[1] - before[1]))
 
 
 def _self_cpu() -> float:
@@ -178,18 +208,20 @@ def _child_cpu() -> float:
 
 def in_process(sample: Sample, fn: Callable[[], object]) -> None:
     """Wall and this process's CPU (all threads) around ``fn``."""
-    c, t = _self_cpu(), time.perf_counter()
+    c, t, srv = _self_cpu(), time.perf_counter(), _servers_cpu()
     fn()
     sample.wall.append(time.perf_counter() - t)
     sample.cpu.append(_self_cpu() - c)
+    _servers_delta(sample, srv)
 
 
 def child(sample: Sample, argv: list[str], env: dict[str, str]) -> None:
     """Wall and child CPU of a whole process (waited for, so getrusage(RUSAGE_CHILDREN) includes it)."""
-    c, t = _child_cpu(), time.perf_counter()
+    c, t, srv = _child_cpu(), time.perf_counter(), _servers_cpu()
     proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=1800)
     sample.wall.append(time.perf_counter() - t)
     sample.cpu.append(_child_cpu() - c)
+    _servers_delta(sample, srv)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
 
@@ -266,6 +298,7 @@ class Bench:
         per_k = max(n, 1) / 1000
         print(f"first sync            ours {first.w:8.3f} s  cpu {first.c:6.2f} s ({first.c / per_k:5.2f} s/1k files)"
               f" | raw boto3 {raw.w:8.3f} s  cpu {raw.c:6.2f} s | ratio {first.w / raw.w:5.2f}", flush=True)
+        print(f"  ours: {first.servers_text()}", flush=True)
         if cli.wall:
             print(f"  `pollinator sync` process {cli.w:8.3f} s  cpu {cli.c:6.2f} s (start-up included)", flush=True)
         if gofirst.wall:
@@ -274,6 +307,7 @@ class Bench:
                   f"wall ratio {first.w / gofirst.w:5.2f} (target <= 0.8: {self.check(f'{tag} first wall', ok_w)}) | "
                   f"cpu ratio {first.c / gofirst.c:5.2f} (target <= 1.0: {self.check(f'{tag} first cpu', ok_c)})",
                   flush=True)
+            print(f"  Go CLI: {gofirst.servers_text()}", flush=True)
 
         # no-change re-sync: our label from pair 0 (the stat cache is from the last sync of ours: same files)
         re_ours, re_go, re_cli = Sample(), Sample(), Sample()
