@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from pollinator.colonies.models import GPU, Conditions, FunctionSpec, Process
 from pollinator.executor.backend import AbortSignal, LaunchSpec
 from pollinator.executor.container_engine import image_uri, sif_name
-from pollinator.executor.slurm import SlurmBackend
-from pollinator.executor.slurm_cli import JobInfo, SlurmError
+from pollinator.executor.slurm import JobTag, SlurmBackend
+from pollinator.executor.slurm_cli import JobInfo, QueuedJob, SlurmError
 from pollinator.executor.slurm_script import (
     BatchRequest, Container, LabelDecoder, cpus_per_task, gres, layout, mem_mib, render_batch_script,
     render_rank_script, slurm_time,
@@ -104,6 +104,8 @@ class FakeCli:
         self.cancelled: list[str] = []
         self.env: dict[str, str] = {}
         self.script = ""
+        self.queue: list[QueuedJob] = []
+        """Other jobs in squeue (earlier attempts', other executors'); a scancel takes them out."""
 
     def submit(self, script: Path, *, env) -> str:
         if self.submit_error:
@@ -120,7 +122,13 @@ class FakeCli:
 
     def cancel(self, job_id: str) -> None:
         self.cancelled.append(job_id)
+        if any(job.job_id == job_id for job in self.queue):
+            self.queue = [job for job in self.queue if job.job_id != job_id]
+            return
         self.states = [JobInfo(job_id, "CANCELLED", exit_code="0:15")]
+
+    def queued(self, *, name: str = "") -> list[QueuedJob]:
+        return [job for job in self.queue if not name or job.name == name]
 
 
 def _process(**conditions) -> Process:
@@ -268,3 +276,70 @@ def test_server_deadline_cancels_a_pending_job_once(tmp_path):
     assert "#SBATCH --time=00:10:00" in cli.script
     assert result.timed_out and cli.cancelled == ["12"]
     assert "still PENDING at the server's deadline for this attempt" in result.reason
+
+
+# -- never two attempts of one process at once (issue 16, item 3) ---------------------------------------------
+def test_job_tag_round_trips_and_ignores_foreign_comments():
+    tag = JobTag("ab" * 32, 2, "dev/my hpc:1", "0123abcd")
+    assert tag.text() == f"pollinator:{'ab' * 32}:2:dev/my_hpc_1:0123abcd"
+    assert JobTag.parse(tag.text()) == JobTag("ab" * 32, 2, "dev/my_hpc_1", "0123abcd")
+    for foreign in ("", "(null)", "a job of someone else", "pollinator:x:one:o:i", "pollinator:x:1:o"):
+        assert JobTag.parse(foreign) is None
+
+
+def test_an_earlier_attempts_job_is_scancelled_before_the_next_is_submitted(tmp_path):
+    """A killed executor's job of attempt 1 is still RUNNING when attempt 2 starts here: it is cancelled and
+    gone from the queue before sbatch; jobs of other processes and untagged ones are left alone."""
+    pid = "p" * 64
+    cli = FakeCli([JobInfo("12", "COMPLETED", exit_code="0:0")], rank_codes={0: 0})
+    cli.queue = [QueuedJob("7", "RUNNING", pid, JobTag(pid, 0, "dev/dead-hpc", "olderrun").text()),
+                 QueuedJob("8", "RUNNING", pid, "not ours"),
+                 QueuedJob("9", "RUNNING", "q" * 64, JobTag("q" * 64, 0, "dev/dead-hpc", "olderrun").text())]
+    submitted_after: list[list[str]] = []
+    submit = cli.submit
+
+    def watched_submit(script, *, env):
+        submitted_after.append([job.job_id for job in cli.queue])
+        return submit(script, env=env)
+
+    cli.submit = watched_submit  # type: ignore[method-assign]
+    process = _process()
+    process.retries = 1
+    backend = SlurmBackend(tmp_path / "fs", cli=cli, detect_engine=False, tick=0.01, poll=0.01)  # type: ignore[arg-type]
+    backend.bind_executor("dev/live-hpc")
+    lines: list[str] = []
+    result = backend.run(LaunchSpec(command="true", cwd=tmp_path, env={}, process=process), lines.append,
+                         AbortSignal())
+    assert result.ok
+    assert cli.cancelled == ["7"] and submitted_after == [["8", "9"]]
+    assert ("[executor] Slurm job 7 of attempt 1 of this process (executor dead-hpc) is still RUNNING: scancel "
+            "before attempt 2 starts") in lines
+    assert f"#SBATCH --comment=pollinator:{pid}:1:dev/live-hpc:{backend.instance}" in cli.script
+
+
+def test_an_earlier_job_that_does_not_leave_the_queue_keeps_the_attempt_from_starting(tmp_path):
+    pid = "p" * 64
+    cli = FakeCli([JobInfo("12", "RUNNING")])
+    stuck = QueuedJob("7", "COMPLETING", pid, JobTag(pid, 0, "dev/x", "old").text())
+    cli.queue = [stuck]
+    cli.cancel = lambda job_id: cli.cancelled.append(job_id)  # type: ignore[method-assign]  # it never leaves
+    backend = SlurmBackend(tmp_path / "fs", cli=cli, detect_engine=False, tick=0.01, poll=0.01,  # type: ignore[arg-type]
+                           cancel_wait=0.1)
+    result = backend.run(LaunchSpec(command="true", cwd=tmp_path, env={}, process=_process()), lambda _l: None,
+                         AbortSignal())
+    assert not result.ok and cli.script == "" and cli.cancelled == ["7"]
+    assert "Slurm job(s) 7 of an earlier attempt of this process did not end" in result.start_error
+
+
+def test_a_restarted_executor_reaps_only_what_its_earlier_run_left(tmp_path):
+    cli = FakeCli([JobInfo("12", "RUNNING")])
+    backend = SlurmBackend(tmp_path / "fs", cli=cli, detect_engine=False)  # type: ignore[arg-type]
+    assert backend.reap_orphans() == []  # not bound to an executor: it cannot tell its jobs
+    backend.bind_executor("dev/hpc")
+    cli.queue = [QueuedJob("1", "RUNNING", "a", JobTag("a" * 64, 0, "dev/hpc", "deadrun").text()),
+                 QueuedJob("2", "PENDING", "b", JobTag("b" * 64, 3, "dev/hpc", "deadrun").text()),
+                 QueuedJob("3", "RUNNING", "c", JobTag("c" * 64, 0, "dev/hpc", backend.instance).text()),
+                 QueuedJob("4", "RUNNING", "d", JobTag("d" * 64, 0, "dev/other-hpc", "deadrun").text()),
+                 QueuedJob("5", "RUNNING", "e", "a user's own job")]
+    assert backend.reap_orphans() == ["1", "2"]
+    assert [job.job_id for job in cli.queue] == ["3", "4", "5"]

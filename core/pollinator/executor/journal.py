@@ -86,6 +86,10 @@ class Journal:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def holds(self, key: str) -> bool:
+        """An entry for ``<process id>-<attempt>`` is pending."""
+        return self._path(key).exists()
+
     def remove(self, entry: JournalEntry) -> None:
         self._path(entry.key).unlink(missing_ok=True)
 

@@ -15,6 +15,16 @@ process stay in ``process_job``):
 5. map the final Slurm state to a RunResult with a reason that names the job
    ("Slurm job 12 TIMEOUT after walltime 00:01:00").
 
+Never two attempts of one process at once. Each job's ``--comment`` is a
+:class:`JobTag` (process id, attempt, executor, executor run). A Slurm job
+outlives an executor that is killed; nobody follows it any more and the
+server re-queues the process at its maxexectime. So before submitting, the
+backend ``scancel``s every job of the same process still in ``squeue`` (an
+earlier attempt's, whichever executor started it) and waits for it to leave
+the queue; and an executor started again under the same name cancels the
+jobs its earlier run left behind (:meth:`SlurmBackend.reap_orphans`) at once,
+instead of letting them run unfollowed until the re-queue.
+
 Walltime is run time. A job whose Pollinator launcher keeps it
 (``env.POLLINATOR_WALLTIME``, see :mod:`pollinator.launcher`) is timed by the
 launcher alone, to the second; ``--time`` is then the spec's walltime (run
@@ -32,19 +42,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from pollinator.executor.backend import AbortSignal, LaunchSpec, LineSink, RunResult, was_killed
 from pollinator.executor.container_engine import ensure_sif, find_engine
 from pollinator.executor.launch import DEFAULT_MOUNT, OUTPUT_FILE_VAR, ExecuteArgs, JobSpecError
-from pollinator.executor.slurm_cli import JobInfo, SlurmCli, SlurmError
+from pollinator.executor.slurm_cli import JobInfo, QueuedJob, SlurmCli, SlurmError
 from pollinator.executor.slurm_script import (
     BatchRequest, Container, LabelDecoder, cpus_per_task, gres, layout, mem_mib, read_exit_codes, slurm_time,
     write_job_files,
@@ -70,6 +82,36 @@ _STATE_REASONS = {
     "REVOKED": "its allocation was revoked",
     "SPECIAL_EXIT": "it was held after a special exit",
 }
+
+
+_OWNER = re.compile(r"[^A-Za-z0-9_.=/-]")
+
+
+@dataclass(frozen=True)
+class JobTag:
+    """A job's ``--comment``: ``pollinator:<process id>:<attempt>:<owner>:<instance>``.
+
+    ``owner`` is the executor (``<colony>/<executor name>``), ``instance`` one run of it: what
+    tells a job left behind by a killed executor from one followed now.
+    """
+
+    process_id: str
+    attempt: int
+    owner: str = ""
+    instance: str = ""
+
+    PREFIX = "pollinator"
+
+    def text(self) -> str:
+        return ":".join((self.PREFIX, self.process_id, str(self.attempt), _OWNER.sub("_", self.owner),
+                         self.instance))
+
+    @classmethod
+    def parse(cls, comment: str) -> Optional["JobTag"]:
+        parts = comment.strip().split(":")
+        if len(parts) != 5 or parts[0] != cls.PREFIX or not parts[1] or not parts[2].isdigit():
+            return None
+        return cls(process_id=parts[1], attempt=int(parts[2]), owner=parts[3], instance=parts[4])
 
 
 class _Tail:
@@ -136,6 +178,10 @@ class SlurmBackend:
         self.timeout_grace, self.cancel_wait, self.lost_after = timeout_grace, cancel_wait, lost_after
         self.keep_job_dirs = keep_job_dirs
         self.stderr_tail_lines = stderr_tail_lines
+        self.owner = ""
+        """The executor this backend submits for (``<colony>/<name>``); set by ``bind_executor``."""
+        self.instance = uuid.uuid4().hex[:12]
+        """This run of the executor: its jobs are followed, another run's jobs of the same owner are not."""
 
     @classmethod
     def from_env(cls, fs_dir: Path, environ: Optional[Mapping[str, str]] = None, **kwargs: object) -> "SlurmBackend":
@@ -150,17 +196,100 @@ class SlurmBackend:
     def __repr__(self) -> str:
         return f"SlurmBackend(fs_dir={str(self.fs_dir)!r}, partition={self.partition!r}, engine={self.engine!r})"
 
+    # -- jobs nobody follows ------------------------------------------------------------------------
+    def bind_executor(self, owner: str) -> None:
+        """Tag jobs with the executor they are for, so its next run knows them as its own."""
+        self.owner = _OWNER.sub("_", owner)
+
+    def reap_orphans(self) -> list[str]:
+        """Cancel the jobs an earlier run of this executor left in the queue; returns their ids.
+
+        Their attempts are nobody's now: the dead run's follower is gone, the server re-queues
+        the process at its maxexectime, and a job still running then would run beside the next
+        attempt (and until then hold nodes for results nobody collects).
+        """
+        if not self.owner:
+            return []
+        try:
+            jobs = self.cli.queued()
+        except SlurmError as exc:
+            log.warning("could not look for Slurm jobs left by an earlier run of this executor: %s", exc)
+            return []
+        reaped = []
+        for job in jobs:
+            tag = JobTag.parse(job.comment)
+            if tag is None or tag.owner != self.owner or tag.instance == self.instance:
+                continue
+            try:
+                self.cli.cancel(job.job_id)
+            except SlurmError as exc:
+                log.warning("could not scancel Slurm job %s (process %s attempt %d, left by an earlier run): %s",
+                            job.job_id, tag.process_id, tag.attempt + 1, exc)
+                continue
+            log.warning("scancel Slurm job %s (%s): process %s attempt %d was left by an earlier run of this "
+                        "executor and nobody follows it; the server re-queues the process at its maxexectime",
+                        job.job_id, job.state, tag.process_id, tag.attempt + 1)
+            reaped.append(job.job_id)
+        return reaped
+
+    def _earlier_jobs(self, process_id: str) -> list[tuple[QueuedJob, JobTag]]:
+        return [(job, tag) for job in self.cli.queued(name=process_id)
+                for tag in [JobTag.parse(job.comment)] if tag is not None and tag.process_id == process_id]
+
+    def _stop_earlier_jobs(self, process_id: str, attempt: int, sink: LineSink, abort: AbortSignal) -> str:
+        """``scancel`` any job of this process still queued (an earlier attempt's) and wait until it has left
+        the queue: an executor never runs two attempts of one process at once. Returns an error, or ""."""
+        try:
+            earlier = self._earlier_jobs(process_id)
+        except SlurmError as exc:
+            sink(f"[executor] could not check for Slurm jobs of earlier attempts of this process: {exc}")
+            return ""
+        if not earlier:
+            return ""
+        ids = set()
+        for job, tag in earlier:
+            whose = f"executor {tag.owner.rpartition('/')[2]}" if tag.owner else "another executor"
+            sink(f"[executor] Slurm job {job.job_id} of attempt {tag.attempt + 1} of this process ({whose}) is "
+                 f"still {job.state}: scancel before attempt {attempt + 1} starts")
+            try:
+                self.cli.cancel(job.job_id)
+            except SlurmError as exc:
+                sink(f"[executor] scancel {job.job_id} failed: {exc}")
+            ids.add(job.job_id)
+        end = time.monotonic() + self.cancel_wait
+        left = ids
+        while time.monotonic() < end and not abort.is_set():
+            try:
+                left = ids & {job.job_id for job, _tag in self._earlier_jobs(process_id)}
+            except SlurmError as exc:
+                log.warning("squeue failed while waiting for Slurm jobs %s to end: %s", ", ".join(sorted(ids)), exc)
+            if not left:
+                return ""
+            abort.wait(min(self.poll, 1.0))
+        if abort.is_set():
+            return ""
+        return (f"Slurm job(s) {', '.join(sorted(left))} of an earlier attempt of this process did not end within "
+                f"{self.cancel_wait:g} s of scancel; this attempt was not started beside them")
+
     # -- one job ----------------------------------------------------------------------------------
     def run(self, launch: LaunchSpec, sink: LineSink, abort: AbortSignal) -> RunResult:
         ranks = max(1, launch.ranks)
         process_id = launch.env.get("COLONIES_PROCESS_ID") or (launch.process.processid if launch.process else "")
+        attempt = launch.process.retries if launch.process is not None else 0
         job_dir = self.work_dir / f"{process_id or 'job'}-{uuid.uuid4().hex[:8]}"
         try:
             req = self._request(launch, job_dir, process_id or "pollinator", sink, abort)
+            if process_id:
+                req = replace(req, tag=JobTag(process_id, attempt, self.owner, self.instance).text())
             env = self._job_env(launch, job_dir)
             script = write_job_files(req, launch.command)
+            busy = self._stop_earlier_jobs(process_id, attempt, sink, abort) if process_id else ""
             if abort.is_set():
+                shutil.rmtree(job_dir, ignore_errors=True)
                 return RunResult(exit_codes=[None] * ranks, aborted=abort.reason or "aborted")
+            if busy:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                return RunResult(exit_codes=[None] * ranks, start_error=busy)
             job_id = self.cli.submit(script, env=env)
         except (SlurmError, JobSpecError, ValueError, OSError) as exc:
             shutil.rmtree(job_dir, ignore_errors=True)

@@ -4,6 +4,10 @@ A login node's Slurm commands can hang when the controller is busy or down;
 every call here has a timeout and turns failures into :class:`SlurmError`
 so the backend's loop can retry instead of blocking a job slot forever.
 
+``squeue --me`` lists the jobs not yet over, with the comment the backend
+tags each job with (process, attempt, executor): how a job of an attempt
+that is no longer followed by anyone is found and cancelled.
+
 Job state comes from ``scontrol show job -o`` (the controller's record: state,
 reason, exit code, time limit, nodes; kept ``MinJobAge`` seconds after the
 end, 300 by default, far longer than our one-second polling needs). When the
@@ -65,6 +69,16 @@ class JobInfo:
             return None
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    """One line of ``squeue``: a job the controller still has pending, running or completing."""
+
+    job_id: str
+    state: str
+    name: str
+    comment: str
+
+
 class SlurmCli:
     """Runs Slurm's client commands with a timeout and a controlled environment."""
 
@@ -103,6 +117,17 @@ class SlurmCli:
 
     def cancel(self, job_id: str) -> None:
         self.run("scancel", [job_id])
+
+    def queued(self, *, name: str = "") -> list[QueuedJob]:
+        """This user's jobs that are not over (``squeue --me``), only those called ``name`` if given."""
+        args = ["-h", "--me", "-o", "%i|%T|%j|%k"] + (["-n", name] if name else [])
+        done = self.run("squeue", args)
+        jobs = []
+        for line in done.stdout.splitlines():
+            parts = line.strip().split("|", 3)
+            if len(parts) == 4 and _JOB_ID.match(parts[0]):
+                jobs.append(QueuedJob(job_id=parts[0], state=parts[1], name=parts[2], comment=parts[3]))
+        return jobs
 
     def job_info(self, job_id: str) -> Optional[JobInfo]:
         """The job's current record (scontrol, else sacct); None when neither knows it."""

@@ -30,6 +30,7 @@ from typing import Optional
 
 _GRES_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 _JOB_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+_TAG = re.compile(r"[^A-Za-z0-9_.:/=-]")
 _MEM = re.compile(r"^(\d+(?:\.\d+)?)([KMGTPE]i|[kKMGTPE])?$")
 _MEM_FACTORS = {"": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4, "P": 1000**5, "E": 1000**6,
                 "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5, "Ei": 1024**6}
@@ -124,6 +125,8 @@ class BatchRequest:
     container: Optional[Container] = None
     comment: tuple[str, ...] = field(default_factory=tuple)
     """Lines for the script's header comment (what runs and why it looks like this)."""
+    tag: str = ""
+    """Slurm's ``--comment``: which process, attempt and executor the job is (see ``slurm.JobTag``)."""
 
     @property
     def stdout_path(self) -> Path:
@@ -153,6 +156,8 @@ class BatchRequest:
     def directives(self) -> list[str]:
         """The ``#SBATCH`` options, in the order a person would read them."""
         opts = [f"--job-name={_JOB_NAME.sub('_', self.job_name) or 'pollinator'}"]  # a directive ends at whitespace
+        if self.tag:
+            opts.append(f"--comment={_TAG.sub('_', self.tag)}")
         if self.partition:
             opts.append(f"--partition={self.partition}")
         if self.account:

@@ -17,6 +17,10 @@ one. When the server hands us a new attempt of a process whose old attempt
 is still here, the old one is stopped (its Slurm job cancelled) and waited
 for before the new one starts: never two attempts of one process at once.
 
+A backend whose jobs outlive the executor (Slurm) is told whose jobs it
+submits (``bind_executor``) and, at start, cancels those an earlier, killed
+run of this executor left behind (``reap_orphans``).
+
 What a job still owes when it cannot deliver it (results, a close) is kept
 in the journal under ``<fs_dir>/journal``; ``run_forever`` finishes those
 entries first thing, in the background (see ``job_end``).
@@ -149,6 +153,9 @@ class LocalExecutor:
             close_window=close_window if close_window is not None else
             _seconds_from_env(ENV_CLOSE_WINDOW, DEFAULT_CLOSE_WINDOW),
             executor_name=name, stop=self._stop)
+        bind = getattr(self.backend, "bind_executor", None)
+        if callable(bind):  # Slurm: tag jobs with this executor, so a restart finds what a killed run left
+            bind(f"{settings.colony_name}/{name}")
         self.finished: list[tuple[str, str]] = []
         """(process id, outcome) of every job this executor ran, oldest first."""
 
@@ -184,6 +191,8 @@ class LocalExecutor:
         threading.Thread(target=self._shared_cfs, name=f"warm-{self.name}", daemon=True).start()
         if self.journal.pending():
             threading.Thread(target=self._recover, name=f"recover-{self.name}", daemon=True).start()
+        if callable(getattr(self.backend, "reap_orphans", None)):
+            threading.Thread(target=self._reap, name=f"reap-{self.name}", daemon=True).start()
         pollers = [threading.Thread(target=self._poll_main, args=(client,), name=f"assign-{self.name}-{lane}",
                                     daemon=True) for lane, client in enumerate(self._poll_clients)]
         for poller in pollers:
@@ -267,6 +276,13 @@ class LocalExecutor:
         except Exception:  # noqa: BLE001 - the entries stay for the next start
             log.exception("finishing the journal failed; its entries are kept")
 
+    def _reap(self) -> None:
+        """Stop the batch jobs a killed earlier run of this executor left behind (see ``SlurmBackend``)."""
+        try:
+            self.backend.reap_orphans()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the next attempt's start cancels them too
+            log.exception("looking for jobs left by an earlier run failed")
+
     def _start_job(self, process: Process) -> None:
         abort = AbortSignal()
         attempt = process.retries
@@ -310,6 +326,7 @@ class LocalExecutor:
         try:
             for thread in earlier:  # a lost attempt first stops (scancel) and cleans up; then this one runs
                 thread.join()
+            self._clear_leftovers(job.fs_dir, f"{key[0]}-{key[1]}")
             job.run()
         finally:
             if not os.environ.get("POLLINATOR_KEEP_JOB_DIRS"):
@@ -319,6 +336,18 @@ class LocalExecutor:
                 self.finished.append((job.pid, job.outcome))
             self._slots.release()
             log.info("process %s attempt %d done: %s", job.pid, key[1] + 1, job.outcome or "?")
+
+    def _clear_leftovers(self, job_dir: Path, key: str) -> None:
+        """Remove what a killed earlier run of this executor left in this attempt's job dir.
+
+        The attempt number does not always change: an executor that registers itself replaces its
+        dead registration, and the server puts that one's processes back in the queue as they were
+        (same ``retries``). Stale src or result files must not be staged over or uploaded as this
+        run's. A dir the journal still owes uploads from is left to the journal.
+        """
+        if job_dir.exists() and not self.journal.holds(key):
+            log.warning("removing %s, left by an earlier run of this executor", job_dir)
+            shutil.rmtree(job_dir, ignore_errors=True)
 
     def _drain(self, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
