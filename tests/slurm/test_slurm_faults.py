@@ -279,3 +279,142 @@ def test_a_killed_executors_slurm_job_is_cancelled_when_it_starts_again(slurm_se
     tally("processes_checked")
     tally("results_checked")
     tally("log_lines_checked", 8)
+
+
+@pytest.mark.parametrize("phase", ["RUNNING", "PENDING"])
+def test_an_attempt_that_lost_its_assignment_is_scancelled_and_uploads_and_closes_nothing(
+        slurm_settings, slurm_colony, cluster, tmp_path, phase):
+    """Executor A stalls (SIGSTOP) with its Slurm job RUNNING or PENDING; the server re-queues the process
+    at its maxexectime and executor B takes attempt 2: B scancels A's job and waits for it to leave the
+    queue before its own is submitted. A, resumed afterwards, finds its attempt lost: no close, no upload,
+    no more log lines; the results are attempt 2's."""
+    a = SlurmExecutor(slurm_colony, cluster, tmp_path, f"pytest-stall-{uuid.uuid4().hex[:6]}").start()
+    from pollinator.executor.registration import register_executor
+
+    b_name = f"pytest-take-{uuid.uuid4().hex[:6]}"
+    with slurm_settings.client() as c:  # registered now (the client checks the names), started later
+        b_key = register_executor(c.with_key(slurm_colony.env()["COLONIES_COLONY_PRVKEY"]), name=b_name,
+                                  executor_type="container-executor")
+    b = SlurmExecutor(slurm_colony, cluster, tmp_path, b_name, COLONIES_EXECUTOR_PRVKEY=b_key)
+    blockers: list[str] = []
+    watch = None
+    try:
+        if phase == "PENDING":  # OverSubscribe=FORCE:4: four jobs asking for every CPU fill the node
+            cpus = str(cluster.cpus)
+            blockers = [cluster.run("sbatch", "--parsable", "-c", cpus, "-o", "/dev/null", f"--chdir={tmp_path}",
+                                    "-J", "blocker", "--wrap", "sleep 600").stdout.strip().split(";")[0]
+                        for _ in range(4)]
+        if phase == "RUNNING":
+            # no launcher (the Go tool's rule): nothing ends the run before the server's re-queue at
+            # maxexectime = W - 1 = 29 s from assignment; Slurm's --time is a minute
+            job = _job(slurm_settings, tmp_path, [a.name, b.name], _counted_lines(tmp_path, 6), walltime=30,
+                       launcher=False)
+        else:  # pending behind the blockers past W + A = 30 s from assignment
+            (tmp_path / "short").touch()
+            job = _job(slurm_settings, tmp_path, [a.name, b.name], _counted_lines(tmp_path, 6), walltime=20,
+                       staging_allowance=10)
+        run = Run(job)
+        if phase == "RUNNING":
+            try:
+                wait_for(lambda: "line 2 of run 1" in run.text() or run.error, 120, "A's Slurm job to run")
+            except AssertionError:
+                raise AssertionError(run.text()[-3000:] + repr(run.error)) from None
+            (tmp_path / "short").touch()
+        else:
+            wait_for(lambda: re.search(r"Slurm job \d+ PENDING", run.text()) or run.error, 120,
+                     "A's Slurm job to wait")
+        (first,) = run.slurm_ids()
+        pid = run.job.process_id
+        watch = QueueWatch(cluster, pid)
+        a.signal(signal.SIGSTOP)
+        b.start()
+        wait_for(lambda: f"Slurm job {first} of attempt 1 of this process (executor {a.name}) is still {phase}"
+                 in run.text(), 120, "B to find A's job when it takes attempt 2")
+        if blockers:
+            cluster.run("scancel", *blockers)
+            blockers = []
+        result = run.join()
+        with slurm_settings.client() as client:
+            lines_before_resume = len(client.get_logs(pid, count=10000))
+        a.signal(signal.SIGCONT)
+        wait_for(lambda: re.search(rf"process {pid} attempt 1 done: process no longer assigned", a.log_text()),
+                 90, "A to let its lost attempt go")
+        watch.stop()
+    finally:
+        if blockers:
+            cluster.run("scancel", *blockers)
+        if watch is not None:
+            watch.stop()
+        a.stop()
+        b.stop()
+    assert result.ok
+    process = _succeeded(slurm_settings, pid)
+    with slurm_settings.client() as client:
+        executors = {e.executorid: e.executorname for e in client.get_executors()}
+        logs = "\n".join(str(getattr(line, "message", line)) for line in client.get_logs(pid, count=10000))
+    assert executors.get(process.assignedexecutorid) == b.name  # closed by B, the attempt's owner
+    first_rec = record(cluster, first)
+    assert first_rec["JobState"] == "CANCELLED"
+    ids = run.slurm_ids()
+    assert len(ids) == 2 and ids[0] == first, ids
+    second_rec = record(cluster, ids[1])
+    assert second_rec["JobState"] == "COMPLETED" and first_rec["EndTime"] <= second_rec["StartTime"]
+    assert watch.most_at_once == 1, watch.seen
+    with slurm_settings.client() as client:
+        assert len(client.get_logs(pid, count=10000)) == lines_before_resume  # A said nothing once resumed
+    assert "executor stopped" not in logs and "walltime exceeded" not in logs
+    # the results are attempt 2's: A uploaded nothing (its run was 1)
+    runs = (tmp_path / "runs").read_text().count("run")
+    assert runs == (2 if phase == "RUNNING" else 1)
+    assert (tmp_path / "result" / "which-run.txt").read_text().strip() == f"run {runs}"
+    for i in range(1, 7):
+        assert logs.count(f"line {i} of run {runs}") == 1, logs
+    tally("faults_injected")
+    tally("faults_survived")
+    tally("processes_checked")
+    tally("results_checked")
+    tally("log_lines_checked", 6)
+
+
+def test_s3_down_when_a_slurm_job_ends_delays_the_upload_and_loses_nothing(slurm_settings, slurm_colony, cluster,
+                                                                             tmp_path):
+    """S3 refuses every upload of the executor when its Slurm job ends: the results are kept and uploaded
+    once S3 is back; the process ends SUCCESS once (one Slurm job) and its results download."""
+    s3 = slurm_colony.settings().s3
+    proxy = FaultProxy(s3.endpoint, flavor="s3")
+    proxy._thread.start()
+    ex = SlurmExecutor(slurm_colony, cluster, tmp_path, f"pytest-s3down-{uuid.uuid4().hex[:6]}",
+                       AWS_S3_ENDPOINT=proxy.endpoint, POLLINATOR_EXECUTOR_UPLOAD_WINDOW="300")
+    try:
+        ex.start()
+        write = (f"echo run >> {tmp_path}/runs; head -c 3145728 /dev/urandom > $POLLINATOR_RESULT_DIR/big.bin; "
+                 f"sha256sum < $POLLINATOR_RESULT_DIR/big.bin > {tmp_path}/big.sha; echo written")
+        run = Run(_job(slurm_settings, tmp_path, [ex.name], write, walltime=120))
+        wait_for(lambda: run.job.process_id, 60, "the submission")
+        proxy.fail(lambda method, path, body: method == "PUT", "5xx", times=None)  # every upload
+        wait_for(lambda: "uploading results failed (try 2" in run.text() or run.error, 180,
+                 "the upload to fail twice (botocore's own retries spent)")
+        proxy.clear()
+        result = run.join()
+    finally:
+        ex.stop()
+        proxy.server.shutdown()
+        proxy.server.server_close()
+    assert result.ok, run.text()
+    pid = run.job.process_id
+    with slurm_settings.client() as client:
+        process = client.get_process(pid)
+    assert ProcessState(process.state) == ProcessState.SUCCESS and process.retries == 0
+    assert len(run.slurm_ids()) == 1 and (tmp_path / "runs").read_text() == "run\n"
+    assert record(cluster, run.slurm_ids()[0])["JobState"] == "COMPLETED"
+    import hashlib
+
+    got = (tmp_path / "result" / "big.bin").read_bytes()
+    assert len(got) == 3 * 1024 * 1024
+    assert hashlib.sha256(got).hexdigest() == (tmp_path / "big.sha").read_text().split()[0]
+    assert proxy.total_injected >= 2
+    assert not list((ex.fs_dir / "journal").glob("*.json"))  # nothing left owed
+    tally("faults_injected", proxy.total_injected)
+    tally("faults_survived", proxy.total_injected)
+    tally("processes_checked")
+    tally("results_checked")
