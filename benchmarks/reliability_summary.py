@@ -10,6 +10,9 @@ faults injected and survived, bad inputs tried and refused, files lost
 what the server asked (both must be 0; tests/executor/test_exactly_once.py),
 the walltime scenarios (tests/executor/test_walltime_e2e.py: a job past its
 walltime ends FAILED in one run; slow staging does not use the walltime up),
+the same faults on a one-node Slurm where slurmctld is installed
+(tests/slurm/test_slurm_faults.py: executor killed or stalled while its Slurm
+job runs or waits, S3 down at job end; skipped without Slurm),
 log lines lost (must be 0), plus the load figures (duration,
 peak RSS of the client, server, S3 and executors). Exits non-zero if any
 test failed, a file was lost or a secret leaked.
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-JOB_END_TESTS = ("test_exactly_once.py", "test_walltime_e2e.py")
+JOB_END_TESTS = ("executor/test_exactly_once.py", "executor/test_walltime_e2e.py", "slurm/test_slurm_faults.py")
 """The executor's job endings under S3/Colonies outages and past their walltime (issue 16); they count
 results and runs too."""
 
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "POLLINATOR_RELIABILITY_REPORT": str(report),
                "POLLINATOR_LOAD_JOBS": str(args.jobs), "POLLINATOR_LOAD_LINES": str(args.lines)}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "reliability"),
-               *[str(ROOT / "tests" / "executor" / name) for name in JOB_END_TESTS]]
+               *[str(ROOT / "tests" / name) for name in JOB_END_TESTS]]
         if args.k:
             cmd += ["-k", args.k]
         started = time.monotonic()
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         ("processes checked for runs per attempt", c.get("processes_checked", 0)),
         ("runs beyond what the server asked (must be 0)", c.get("extra_runs", 0)),
         ("walltime scenarios (past it, slow staging, dead executor)", c.get("walltime_scenarios", 0)),
+        ("Slurm fault scenarios (killed/stalled executor, S3 down; one-node Slurm)",
+         c.get("slurm_fault_scenarios", 0)),
         ("jobs past their walltime ended FAILED in one run", c.get("walltime_ended_once", 0)),
         ("log lines checked", c["log_lines_checked"]),
         ("log lines lost (must be 0)", c["log_lines_lost"]),

@@ -274,6 +274,7 @@ def test_a_killed_executors_slurm_job_is_cancelled_when_it_starts_again(slurm_se
         assert text.count(f"line {i} of run 2") == 1, text
     assert "line 9 of run 2" not in text
     assert (tmp_path / "result" / "which-run.txt").read_text().strip() == "run 2"
+    tally("slurm_fault_scenarios")
     tally("faults_injected")
     tally("faults_survived")
     tally("processes_checked")
@@ -369,6 +370,7 @@ def test_an_attempt_that_lost_its_assignment_is_scancelled_and_uploads_and_close
     assert (tmp_path / "result" / "which-run.txt").read_text().strip() == f"run {runs}"
     for i in range(1, 7):
         assert logs.count(f"line {i} of run {runs}") == 1, logs
+    tally("slurm_fault_scenarios")
     tally("faults_injected")
     tally("faults_survived")
     tally("processes_checked")
@@ -414,6 +416,7 @@ def test_s3_down_when_a_slurm_job_ends_delays_the_upload_and_loses_nothing(slurm
     assert hashlib.sha256(got).hexdigest() == (tmp_path / "big.sha").read_text().split()[0]
     assert proxy.total_injected >= 2
     assert not list((ex.fs_dir / "journal").glob("*.json"))  # nothing left owed
+    tally("slurm_fault_scenarios")
     tally("faults_injected", proxy.total_injected)
     tally("faults_survived", proxy.total_injected)
     tally("processes_checked")
