@@ -36,7 +36,7 @@ bench-smoke: $(BIN)/.installed
 	$(BIN)/python benchmarks/run_overhead.py --jobs 3 --lines 20 --cli-runs 3
 	$(BIN)/python benchmarks/sync_throughput.py --small 100 --big-mb 10 --many 500 --huge-mb 20 --repeat 1
 	$(BIN)/python benchmarks/trigger_scale.py --n 10 --seconds 3
-	$(BIN)/python benchmarks/reliability_summary.py --jobs 10 --lines 5 -k "load or secrets"
+	$(BIN)/python benchmarks/reliability_summary.py --jobs 10 --lines 5 -k "test_load or test_secrets"
 	$(BIN)/python benchmarks/fanout.py --n 10
 
 # the wheel and sdist as a user gets them: build, install the wheel (not editable) into a fresh venv, run

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         report = Path(tmp) / "report.json"
         env = {**os.environ, "POLLINATOR_RELIABILITY_REPORT": str(report),
                "POLLINATOR_LOAD_JOBS": str(args.jobs), "POLLINATOR_LOAD_LINES": str(args.lines)}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "reliability"),
+        # rel_tally as a plugin counts the outcomes of every selected test, not only tests/reliability's
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests" / "reliability"),
+                                                          env.get("PYTHONPATH", "")]))
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "rel_tally",
+               str(ROOT / "tests" / "reliability"),
                *[str(ROOT / "tests" / name) for name in JOB_END_TESTS]]
         if args.k:
             cmd += ["-k", args.k]

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import rel_tally
+from rel_helpers import cli, process_total, tree_digest, wait_for  # noqa: F401 (fixtures' helpers)
 from pollinator.colonies import crypto
 from pollinator.dev.colony import LocalColony, _wait_http
-
-_outcomes: Counter[str] = Counter()
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        kind = "xfailed" if hasattr(report, "wasxfail") else report.outcome
-        _outcomes[kind] += 1
-
-
-def pytest_sessionfinish(session, exitstatus):
-    rel_tally.write_report(dict(_outcomes))
-
 
 class PrivateColony:
     """A LocalColony of our own (sharing the session's moto S3) that tests may kill parts of."""
@@ -95,51 +81,8 @@ def private_colony(tmp_path, settings):
         colony.stop(timeout=5)
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 (or the link target / 'dir') of everything under root."""
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = Path(dirpath) / name
-            rel = os.path.relpath(os.fsencode(full), os.fsencode(root)).decode("utf-8", "surrogateescape")
-            if full.is_symlink():
-                out[rel] = "link:" + os.readlink(full)
-            elif full.is_dir():
-                out[rel] = "dir"
-            elif full.is_file():
-                out[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
-            else:
-                out[rel] = "special"
-    return out
-
-
-def process_total(client) -> int:
-    """Every process the colony knows, in any state (statistics have no 100 cap)."""
-    st = client.get_colony_statistics()
-    return (st.waitingprocesses + st.runningprocesses + st.successfulprocesses + st.failedprocesses
-            + st.cancelledprocesses)
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until truthy (bounded); returns its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def secrets_of(colony_env) -> dict[str, str]:
     """Every secret of the session colony by name."""
     names = ("COLONIES_PRVKEY", "COLONIES_COLONY_PRVKEY", "COLONIES_SERVER_PRVKEY", "AWS_S3_SECRETKEY")
     return {n: colony_env[n] for n in names if colony_env.get(n)}
-
-
-def cli(args, cwd, env, timeout=120, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pollinator.cli.main", *args], cwd=cwd, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout, **kw)
-

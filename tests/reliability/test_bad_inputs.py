@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import rel_tally
 from bad_inputs import CASES, GOOD, GOOD_INLINE, Case
-from conftest import process_total, tree_digest
+from rel_helpers import process_total, tree_digest
 from pollinator.errors import PollinatorError
 from pollinator.run import Job
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import rel_tally
-from conftest import process_total
+from rel_helpers import process_total
 from pollinator.cfs import CFS
 from pollinator.cfs.paths import TMP_PREFIX
 from pollinator.colonies.models import ProcessState

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rel_tally
-from conftest import cli, tree_digest
+from rel_helpers import cli, tree_digest
 from pollinator.cfs import CFS
 from pollinator.cfs.paths import TMP_PREFIX
 from pollinator.cfs.s3 import S3Store

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import rel_tally
-from conftest import cli, wait_for
+from rel_helpers import cli, wait_for
 from pollinator.colonies.models import ProcessState
 from pollinator.dev.controller import MAX_EXEC_EXCEEDED
 from pollinator.run import Job

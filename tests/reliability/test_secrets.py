@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 import rel_tally
-from conftest import cli
+from rel_helpers import cli
 from pollinator.cfs import CFS
 from pollinator.colonies import crypto
 from pollinator.colonies.rpc import encode_envelope
