@@ -68,6 +68,7 @@ _BODY = (r"""_pollinator_rank=${SLURM_PROCID:-${POLLINATOR_RANK:-${PMI_RANK:-${O
 _pollinator_wall=${@WALLTIME_ENV@:-0}
 case $_pollinator_wall in ''|*[!0-9]*) _pollinator_wall=0 ;; esac
 _pollinator_pid= _pollinator_group= _pollinator_groups= _pollinator_dog= _pollinator_over=0 _pollinator_woke=0
+_pollinator_ending=0
 _pollinator_record() {
   [ -n "${POLLINATOR_RESULT_DIR:-}" ] || return 0
   _d="$POLLINATOR_RESULT_DIR/@INTERNAL_DIR@"
@@ -84,7 +85,8 @@ _pollinator_kill() {
   return 0
 }
 # a signal to the launcher (cancel, scancel) goes on to the command; USR1 and USR2 come from the watchdog
-trap '_pollinator_woke=1; _pollinator_over=1; _pollinator_kill TERM' USR1
+# (a USR1 that comes once the job is ending, the watchdog not yet stopped, is late: the job ended in time)
+trap '_pollinator_woke=1; [ "$_pollinator_ending" = 1 ] || { _pollinator_over=1; _pollinator_kill TERM; }' USR1
 trap '_pollinator_woke=1; _pollinator_kill KILL' USR2
 trap '_pollinator_woke=1; _pollinator_kill TERM' TERM
 trap '_pollinator_woke=1; _pollinator_kill INT' INT
@@ -156,9 +158,36 @@ _pollinator_watchdog() {
   kill -USR2 $$ 2>/dev/null
   exit 0
 }
+# has child $1 exited (a zombie or gone)? Without /proc: taken as yes once it has had a second signal
+_pollinator_exited() {
+  if [ -r /proc/$$/stat ]; then
+    read -r _pollinator_l 2>/dev/null < "/proc/$1/stat" || return 0
+    _pollinator_l=${_pollinator_l##*) }
+    case $_pollinator_l in Z*|X*|x*) return 0 ;; esac
+    return 1
+  fi
+  [ "$_pollinator_i" -ge 1 ]
+}
+# stop the watchdog and reap it. The TERM is repeated until it has exited: a TERM that lands in the
+# first instants after its fork, before its trap is set, is lost (the forked shell still has the
+# launcher's handler, then clears it), and a single TERM left the launcher waiting out the whole walltime
+# after a quick command, to report it "walltime exceeded". After 2 s: SIGKILL.
+_pollinator_stop_dog() {
+  [ -n "$_pollinator_dog" ] || return 0
+  _pollinator_i=0
+  while kill "$_pollinator_dog" 2>/dev/null; do
+    _pollinator_exited "$_pollinator_dog" && break
+    if [ "$_pollinator_i" -ge 100 ]; then kill -KILL "$_pollinator_dog" 2>/dev/null; break; fi
+    sleep 0.02 2>/dev/null || sleep 1
+    _pollinator_i=$((_pollinator_i + 1))
+  done
+  wait "$_pollinator_dog"
+  _pollinator_dog=
+}
 # $1 exit code, $2 stage: stop the watchdog and what is left of the job, write the exit record, exit
 _pollinator_end() {
-  if [ -n "$_pollinator_dog" ]; then kill "$_pollinator_dog" 2>/dev/null; wait "$_pollinator_dog"; fi
+  _pollinator_ending=1
+  _pollinator_stop_dog
   _pollinator_sweep
   if [ "$_pollinator_over" = 1 ]; then
     echo "pollinator: walltime exceeded: the job was stopped in its $2 after $_pollinator_wall s of run time" >&2

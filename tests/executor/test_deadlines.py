@@ -208,6 +208,65 @@ def test_the_launcher_counts_the_init_cmd_and_leaves_a_quick_job_alone(tmp_path,
     assert code == 3 and out == "quick\n" and (record["exit_code"], record["reason"]) == (3, "")
 
 
+def _shell_argv(shell: str, script) -> list[str]:
+    return [shell, "sh", str(script)] if shell.endswith("busybox") else [shell, str(script)]
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_the_launcher_stops_a_watchdog_that_missed_its_first_term(tmp_path, shell):
+    """The race behind "walltime exceeded" on a job that ended in milliseconds: the launcher TERMs the
+    watchdog as the command ends, and a TERM that lands just after the watchdog's fork (before its trap)
+    is lost. Played deterministically: the launcher's own stop function against a child that swallows its
+    first TERM. A single TERM and a wait (the old code) waits the child's 30 s out."""
+    import re
+    import subprocess
+
+    from pollinator.launcher import _BODY
+
+    functions = "\n".join(re.search(rf"^{name}\(\) {{\n.*?^}}$", _BODY, re.S | re.M).group(0)
+                          for name in ("_pollinator_exited", "_pollinator_stop_dog"))
+    script = tmp_path / "stop.sh"
+    script.write_text(functions + """
+( trap 'trap - TERM; echo swallowed > swallowed' TERM; touch ready; i=0
+  while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done ) &
+_pollinator_dog=$!
+while [ ! -e ready ]; do sleep 0.01; done
+_pollinator_stop_dog
+echo stopped
+""")
+    started = time.monotonic()
+    out = subprocess.run(_shell_argv(shell, script), cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
+    assert out == "stopped\n" and (tmp_path / "swallowed").exists()
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_quick_jobs_under_a_watchdog_all_end_at_once_and_succeed(tmp_path, shell):
+    """Many quick commands under walltime 30, 16 at a time: each ends in seconds, exit 0, no walltime
+    reason (one in ~600 waited out its walltime and was reported "walltime exceeded" before the fix)."""
+    import json
+    import subprocess
+
+    from pollinator.launcher import Launcher
+
+    script = tmp_path / "launch.sh"
+    script.write_text(Launcher(cmd="sh -c 'for i in 1 2 3; do echo line$i; done'").script())
+    runs = 320 if shell == "/bin/sh" else 160
+    started = time.monotonic()
+    for batch in range(0, runs, 16):
+        procs = []
+        for i in range(batch, batch + 16):
+            env = {"POLLINATOR_RESULT_DIR": str(tmp_path / f"r{i}"), "POLLINATOR_WALLTIME": "30",
+                   "PATH": os.environ["PATH"]}
+            procs.append(subprocess.Popen(_shell_argv(shell, script), env=env, cwd=tmp_path,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert [p.wait(60) for p in procs] == [0] * 16
+    assert time.monotonic() - started < 25, "a quick job waited for its watchdog"
+    for i in range(runs):
+        record = json.loads((tmp_path / f"r{i}" / ".pollinator" / "exit.json").read_text())
+        assert (record["exit_code"], record["reason"]) == (0, "")
+
+
 @pytest.mark.parametrize("shell", _shells())
 def test_a_signal_to_the_launcher_reaches_the_command(tmp_path, shell):
     """A cancel (SIGTERM to the launcher, scancel) stops the command's group too, though it has a session of its own."""

@@ -83,7 +83,8 @@ def test_concurrent_jobs_of_one_project_on_one_executor(settings):
     for job in jobs:
         job.submit()
     with ThreadPoolExecutor(max_workers=12) as pool:
-        states = list(pool.map(lambda j: j.wait(timeout=250, poll=0.3).state, jobs))
+        processes = list(pool.map(lambda j: j.wait(timeout=250, poll=0.3), jobs))
     for job in jobs:
         job.close()
-    assert states == [ProcessState.SUCCESS] * len(jobs)
+    failed = {p.processid: (p.state, p.errors) for p in processes if p.state != ProcessState.SUCCESS}
+    assert not failed, f"{len(failed)} of {len(jobs)} did not succeed: {failed}"
