@@ -112,8 +112,10 @@ def test_cli_killed_after_submit_reattaches_to_the_same_process(tmp_path, colony
 @pytest.mark.timeout(120)
 def test_executor_killed_mid_job_is_requeued_or_fails_with_exec_time_exceeded(private_colony, tmp_path):
     colony = private_colony(("rel-exec",))
-    job = Job.inline(colony.settings, name="rel-exec-death", executor_names=None, walltime=4, max_retries=1,
-                     cmd="sh -c 'echo attempt; sleep 1; echo finished'")
+    # the server re-queues a dead executor's process walltime + staging allowance after assignment (6 s
+    # here; the default allowance, 600 s, would outlast the wait)
+    job = Job.inline(colony.settings, name="rel-exec-death", executor_names=None, walltime=4, staging_allowance=2,
+                     max_retries=1, cmd="sh -c 'echo attempt; sleep 1; echo finished'")
     pid = job.submit()
     seen = wait_for(lambda: any("attempt" in ln.message for ln in job.client.get_logs(pid)), 30,
                     what="the first attempt starting")
