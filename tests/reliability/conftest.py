@@ -1,4 +1,5 @@
-"""Fixtures for the reliability tests: private colonies to break, counters for the summary."""
+"""Fixtures for the reliability tests: private colonies to break. (The summary's counters are rel_tally's;
+plain helpers are rel_helpers'.)"""
 
 from __future__ import annotations
 
@@ -7,14 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-import rel_tally
-from rel_helpers import cli, process_total, tree_digest, wait_for  # noqa: F401 (fixtures' helpers)
 from pollinator.colonies import crypto
 from pollinator.dev.colony import LocalColony, _wait_http
+
 
 class PrivateColony:
     """A LocalColony of our own (sharing the session's moto S3) that tests may kill parts of."""
